@@ -1,0 +1,2 @@
+// Package config holds the controller's settings: flags, environment fallbacks, defaults and validation.
+package config
