@@ -1,2 +1,23 @@
-// Package protocol implements the Koupleless arklet MQTT wire protocol: topics, the message envelope, payload types and their validation. It imports only the standard library.
+// Package protocol implements the Koupleless arklet MQTT wire protocol spoken between Java
+// bases and the controller: topic names and their parsing, base IDs and virtual node names,
+// the {data, publishTimestamp} envelope of base→controller messages, the bare JSON bodies of
+// controller→base commands, and the payload types with their validation. It only encodes and
+// decodes; it holds no state and does no I/O. It imports the standard library only — nothing
+// from k8s.io, MQTT clients, loggers or other project packages — so both the controller and
+// a simulated base can use it.
+//
+// Receiving, on the controller side:
+//
+//	parts, err := protocol.ParseTopic(msg.Topic())
+//	// switch parts.Suffix { case protocol.SuffixHeartbeat: ... }
+//	env, err := protocol.Decode[protocol.BaseStatus](msg.Payload())
+//	err = protocol.CheckBaseID(parts.BaseID, env.Data.BaseMetadata.Identity)
+//
+// Sending a command:
+//
+//	body, err := protocol.EncodeCommand(protocol.BizModel{BizName: "biz1", BizVersion: "1.0.0", BizURL: url})
+//	topic := protocol.Topic(env, baseID, protocol.CommandInstallBiz)
+//
+// Every error wraps one of the Err… sentinels; Reason turns it into a metric label.
+// The wire format is specified in arklet-mqtt.md; testdata/ holds payloads a real base sends.
 package protocol
