@@ -1,0 +1,256 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Defaults of the settings. Environment and timing defaults follow the
+// Koupleless reference controller where it has one, except Env: a stock base
+// (runtime 1.3.3 and later) publishes under "default", so that is ours.
+const (
+	DefaultEnv                = "default"
+	DefaultMQTTPort           = 1883
+	DefaultMQTTClientPrefix   = "koupleless"
+	DefaultEmbeddedBroker     = "127.0.0.1:1883"
+	DefaultMetricsAddress     = ":9090"
+	DefaultHealthAddress      = ":8081"
+	DefaultMessageMaxAge      = 10 * time.Second
+	DefaultUnreachableAfter   = 25 * time.Second
+	DefaultRemoveAfter        = 60 * time.Second
+	DefaultHealthInterval     = 10 * time.Second
+	DefaultNodeLeaseDuration  = 40 * time.Second
+	DefaultLeaseRenewInterval = 20 * time.Second
+	DefaultMaxPods            = 110
+	DefaultKubeAPIQPS         = 200
+	DefaultKubeAPIBurst       = 400
+	DefaultLogLevel           = "info"
+)
+
+// Options are every setting of module-controller.
+type Options struct {
+	// Env is the tunnel environment, lower-cased like the base does.
+	Env string
+	// ClientID makes this replica's MQTT client id unique; random when empty.
+	ClientID string
+
+	// MQTTBroker is the external broker host; empty serves the embedded broker.
+	MQTTBroker string
+	// MQTTPort is the external broker port.
+	MQTTPort int
+	// MQTTUsername and MQTTPassword authenticate to the broker.
+	MQTTUsername, MQTTPassword string
+	// MQTTClientPrefix starts the MQTT client id (<prefix>@@@<client id>).
+	MQTTClientPrefix string
+	// MQTTCAPath is a PEM CA bundle; setting it turns TLS on.
+	MQTTCAPath string
+	// MQTTClientCertPath and MQTTClientKeyPath are an optional client certificate.
+	MQTTClientCertPath, MQTTClientKeyPath string
+	// EmbeddedBrokerAddress is where the embedded broker listens.
+	EmbeddedBrokerAddress string
+	// MessageMaxAge drops base messages published longer ago than this.
+	MessageMaxAge time.Duration
+
+	// Kubeconfig is the kubeconfig path; empty means $KUBECONFIG, ~/.kube/config or in-cluster.
+	Kubeconfig string
+	// KubeAPIQPS and KubeAPIBurst limit the API client.
+	KubeAPIQPS   float64
+	KubeAPIBurst int
+
+	// UnreachableAfter, RemoveAfter and HealthInterval drive node liveness.
+	UnreachableAfter, RemoveAfter, HealthInterval time.Duration
+	// NodeLeaseDuration and LeaseRenewInterval configure each node's Lease.
+	NodeLeaseDuration, LeaseRenewInterval time.Duration
+	// MaxPods is each virtual node's pod capacity.
+	MaxPods int
+	// EnvTaint adds the schedule.koupleless.io/node-env=<env>:NoExecute taint.
+	EnvTaint bool
+
+	// MetricsAddress serves /metrics; HealthAddress serves /healthz and /readyz.
+	MetricsAddress, HealthAddress string
+	// LogLevel is one of trace, debug, info, warn, error.
+	LogLevel string
+	// Version prints the version and exits.
+	Version bool
+
+	// envErrors are environment values that could not be parsed.
+	envErrors []error
+}
+
+// setting ties one flag to its environment variable.
+type setting struct {
+	flag, env string
+}
+
+// settings lists the environment fallback of each flag. Names of the
+// reference controller are kept where it had one.
+var settings = []setting{
+	{"env", "ENV"},
+	{"client-id", "CLIENT_ID"},
+	{"mqtt-broker", "MQTT_BROKER"},
+	{"mqtt-port", "MQTT_PORT"},
+	{"mqtt-username", "MQTT_USERNAME"},
+	{"mqtt-password", "MQTT_PASSWORD"},
+	{"mqtt-client-prefix", "MQTT_CLIENT_PREFIX"},
+	{"mqtt-ca-path", "MQTT_CA_PATH"},
+	{"mqtt-client-crt-path", "MQTT_CLIENT_CRT_PATH"},
+	{"mqtt-client-key-path", "MQTT_CLIENT_KEY_PATH"},
+	{"embedded-broker-address", "EMBEDDED_BROKER_ADDRESS"},
+	{"message-max-age", "MESSAGE_MAX_AGE"},
+	{"kubeconfig", "KUBECONFIG"},
+	{"kube-api-qps", "KUBE_API_QPS"},
+	{"kube-api-burst", "KUBE_API_BURST"},
+	{"unreachable-after", "UNREACHABLE_AFTER"},
+	{"remove-after", "REMOVE_AFTER"},
+	{"health-interval", "HEALTH_INTERVAL"},
+	{"node-lease-duration", "NODE_LEASE_DURATION"},
+	{"lease-renew-interval", "LEASE_RENEW_INTERVAL"},
+	{"max-pods", "MAX_PODS"},
+	{"env-taint", "ENV_TAINT"},
+	{"metrics-address", "METRICS_ADDRESS"},
+	{"health-address", "HEALTH_ADDRESS"},
+	{"log-level", "LOG_LEVEL"},
+}
+
+// AddFlags registers every setting on fs with its default. Each help text
+// names the environment variable used when the flag is not given.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Env, "env", DefaultEnv, "tunnel environment: bases publish under koupleless_<env>/; lower-cased like the base does")
+	fs.StringVar(&o.ClientID, "client-id", "", "unique id of this replica's MQTT client (random when empty)")
+	fs.StringVar(&o.MQTTBroker, "mqtt-broker", "", "external MQTT broker host; empty serves the embedded broker")
+	fs.IntVar(&o.MQTTPort, "mqtt-port", DefaultMQTTPort, "external MQTT broker port")
+	fs.StringVar(&o.MQTTUsername, "mqtt-username", "", "MQTT user name")
+	fs.StringVar(&o.MQTTPassword, "mqtt-password", "", "MQTT password (prefer the environment variable)")
+	fs.StringVar(&o.MQTTClientPrefix, "mqtt-client-prefix", DefaultMQTTClientPrefix, "MQTT client id prefix (<prefix>@@@<client-id>)")
+	fs.StringVar(&o.MQTTCAPath, "mqtt-ca-path", "", "PEM CA file that signed the broker certificate; turns TLS on")
+	fs.StringVar(&o.MQTTClientCertPath, "mqtt-client-crt-path", "", "PEM client certificate for brokers that require one")
+	fs.StringVar(&o.MQTTClientKeyPath, "mqtt-client-key-path", "", "PEM key of the client certificate")
+	fs.StringVar(&o.EmbeddedBrokerAddress, "embedded-broker-address", DefaultEmbeddedBroker, "listen address of the embedded broker (used when --mqtt-broker is empty)")
+	fs.DurationVar(&o.MessageMaxAge, "message-max-age", DefaultMessageMaxAge, "drop base messages published longer ago than this (base and controller clocks must agree)")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty uses ~/.kube/config or the in-cluster config")
+	fs.Float64Var(&o.KubeAPIQPS, "kube-api-qps", DefaultKubeAPIQPS, "queries per second to the Kubernetes API")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", DefaultKubeAPIBurst, "burst of queries to the Kubernetes API")
+	fs.DurationVar(&o.UnreachableAfter, "unreachable-after", DefaultUnreachableAfter, "mark a base's node NotReady after this long without heartbeat or health reply")
+	fs.DurationVar(&o.RemoveAfter, "remove-after", DefaultRemoveAfter, "delete a base's node after this long without heartbeat or health reply")
+	fs.DurationVar(&o.HealthInterval, "health-interval", DefaultHealthInterval, "how often each base is asked for its health")
+	fs.DurationVar(&o.NodeLeaseDuration, "node-lease-duration", DefaultNodeLeaseDuration, "duration of each virtual node's Lease")
+	fs.DurationVar(&o.LeaseRenewInterval, "lease-renew-interval", DefaultLeaseRenewInterval, "how often each virtual node's Lease is renewed")
+	fs.IntVar(&o.MaxPods, "max-pods", DefaultMaxPods, "pod capacity of each virtual node")
+	fs.BoolVar(&o.EnvTaint, "env-taint", false, "also taint nodes schedule.koupleless.io/node-env=<env>:NoExecute, as the reference controller did")
+	fs.StringVar(&o.MetricsAddress, "metrics-address", DefaultMetricsAddress, "address serving Prometheus /metrics")
+	fs.StringVar(&o.HealthAddress, "health-address", DefaultHealthAddress, "address serving /healthz and /readyz")
+	fs.StringVar(&o.LogLevel, "log-level", DefaultLogLevel, "log level: trace, debug, info, warn or error")
+	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
+	for _, s := range settings {
+		f := fs.Lookup(s.flag)
+		f.Usage += " [$" + s.env + "]"
+	}
+}
+
+// ApplyEnv fills every flag not given on the command line from its
+// environment variable, read through lookup (os.LookupEnv in main).
+func (o *Options) ApplyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) {
+	for _, s := range settings {
+		f := fs.Lookup(s.flag)
+		if f == nil || f.Changed {
+			continue
+		}
+		v, ok := lookup(s.env)
+		if !ok || v == "" {
+			continue
+		}
+		if err := f.Value.Set(v); err != nil {
+			o.envErrors = append(o.envErrors, fmt.Errorf("$%s=%q: %w", s.env, v, err))
+		}
+	}
+}
+
+// Normalize lower-cases the env, as the base does.
+func (o *Options) Normalize() {
+	o.Env = strings.ToLower(strings.TrimSpace(o.Env))
+}
+
+// Validate returns every problem of the settings at once.
+func (o *Options) Validate() error {
+	errs := append([]error(nil), o.envErrors...)
+	if o.Env == "" || strings.ContainsAny(o.Env, "/+#") {
+		errs = append(errs, fmt.Errorf("--env %q must be non-empty and free of '/', '+' and '#'", o.Env))
+	}
+	if o.MQTTBroker != "" {
+		if strings.Contains(o.MQTTBroker, "://") {
+			if u, err := url.Parse(o.MQTTBroker); err != nil || u.Host == "" {
+				errs = append(errs, fmt.Errorf("--mqtt-broker %q is not a host name or URL", o.MQTTBroker))
+			}
+		}
+		if o.MQTTPort < 1 || o.MQTTPort > 65535 {
+			errs = append(errs, fmt.Errorf("--mqtt-port %d is not a port", o.MQTTPort))
+		}
+	} else if _, _, err := net.SplitHostPort(o.EmbeddedBrokerAddress); err != nil {
+		errs = append(errs, fmt.Errorf("--embedded-broker-address %q: %w", o.EmbeddedBrokerAddress, err))
+	}
+	if (o.MQTTClientCertPath == "") != (o.MQTTClientKeyPath == "") {
+		errs = append(errs, errors.New("--mqtt-client-crt-path and --mqtt-client-key-path go together"))
+	}
+	if o.MQTTClientCertPath != "" && o.MQTTCAPath == "" {
+		errs = append(errs, errors.New("a client certificate needs TLS: set --mqtt-ca-path"))
+	}
+	for name, path := range map[string]string{"--mqtt-ca-path": o.MQTTCAPath, "--mqtt-client-crt-path": o.MQTTClientCertPath, "--mqtt-client-key-path": o.MQTTClientKeyPath, "--kubeconfig": o.Kubeconfig} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	positive := map[string]time.Duration{
+		"--message-max-age": o.MessageMaxAge, "--unreachable-after": o.UnreachableAfter, "--remove-after": o.RemoveAfter,
+		"--health-interval": o.HealthInterval, "--node-lease-duration": o.NodeLeaseDuration, "--lease-renew-interval": o.LeaseRenewInterval,
+	}
+	for name, d := range positive {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %s must be positive", name, d))
+		}
+	}
+	if o.UnreachableAfter >= o.RemoveAfter {
+		errs = append(errs, fmt.Errorf("--unreachable-after %s must be shorter than --remove-after %s", o.UnreachableAfter, o.RemoveAfter))
+	}
+	if o.LeaseRenewInterval >= o.NodeLeaseDuration {
+		errs = append(errs, fmt.Errorf("--lease-renew-interval %s must be shorter than --node-lease-duration %s", o.LeaseRenewInterval, o.NodeLeaseDuration))
+	}
+	if o.NodeLeaseDuration%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("--node-lease-duration %s must be whole seconds", o.NodeLeaseDuration))
+	}
+	if o.MaxPods < 1 {
+		errs = append(errs, fmt.Errorf("--max-pods %d must be positive", o.MaxPods))
+	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d must be positive", o.KubeAPIQPS, o.KubeAPIBurst))
+	}
+	switch o.LogLevel {
+	case "trace", "debug", "info", "warn", "warning", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level %q is not one of trace, debug, info, warn, error", o.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// BrokerURL returns the external broker as a URL: tcp://host:port, or
+// ssl://host:port when TLS is on. A --mqtt-broker given as a URL is kept.
+func (o *Options) BrokerURL() string {
+	if strings.Contains(o.MQTTBroker, "://") {
+		return o.MQTTBroker
+	}
+	scheme := "tcp"
+	if o.MQTTCAPath != "" {
+		scheme = "ssl"
+	}
+	return scheme + "://" + net.JoinHostPort(o.MQTTBroker, strconv.Itoa(o.MQTTPort))
+}

@@ -1,0 +1,201 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	"github.com/virtual-kubelet/virtual-kubelet/node"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+
+	"github.com/moduleops/module-controller/provider"
+)
+
+// removalTimeout bounds the API calls that delete a gone base's node and lease.
+const removalTimeout = 30 * time.Second
+
+// vnode is one served base: its provider and the goroutines that keep its
+// virtual node. Its fields are touched only by the Controller's Run goroutine.
+type vnode struct {
+	baseID   string
+	nodeName string
+	provider *provider.Provider
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when the base's goroutines ended
+	removed  chan struct{} // closed when its node and lease are deleted
+
+	lastSeen            time.Time
+	lastHealthQuery     time.Time
+	reachable           bool
+	instance            string // address/host of the process behind the identity
+	lastDuplicateReport time.Time
+}
+
+// nodeRef is the object Events about the base are recorded on.
+func (v *vnode) nodeRef() *corev1.ObjectReference {
+	return &corev1.ObjectReference{Kind: "Node", Name: v.nodeName, UID: "", APIVersion: "v1"}
+}
+
+// stop cancels the base's goroutines without waiting for them.
+func (v *vnode) stop() { v.cancel() }
+
+// startBase starts serving a base: its provider, node controller and lease.
+func (c *Controller) startBase(ctx context.Context, baseID string, info provider.BaseInfo, r provider.Readiness) {
+	p, err := provider.New(provider.Config{
+		Node: provider.NodeConfig{
+			Env:               c.cfg.Env,
+			BaseID:            baseID,
+			ControllerVersion: c.cfg.Version,
+			MaxPods:           c.cfg.MaxPods,
+			Arch:              c.cfg.Arch,
+			EnvTaint:          c.cfg.EnvTaint,
+		},
+		Base:      info,
+		Readiness: r,
+		Tunnel:    c.cfg.Tunnel,
+		Events:    c.recorder,
+		Clock:     c.cfg.Clock,
+	})
+	if err != nil {
+		log.G(ctx).WithField("base", baseID).WithError(err).Warn("cannot serve base")
+		return
+	}
+	vctx, cancel := context.WithCancel(ctx)
+	v := &vnode{
+		baseID:    baseID,
+		nodeName:  p.NodeName(),
+		provider:  p,
+		cancel:    cancel,
+		done:      make(chan struct{}),
+		removed:   make(chan struct{}),
+		lastSeen:  c.cfg.Clock.Now(),
+		reachable: r.Reachable,
+		instance:  info.Status.LocalIP + "/" + info.Status.LocalHostName,
+	}
+	previous := c.removing[baseID]
+	delete(c.removing, baseID)
+	c.bases[baseID] = v
+	c.metrics.bases.Set(float64(len(c.bases)))
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(v.done)
+		if previous != nil {
+			// The base came back while its old node was being deleted.
+			select {
+			case <-previous:
+			case <-vctx.Done():
+				return
+			}
+		}
+		c.runBase(log.WithLogger(vctx, log.G(vctx).WithField("base", baseID).WithField("node", v.nodeName)), v)
+	}()
+	log.G(ctx).WithField("base", baseID).WithField("node", v.nodeName).WithField("reason", r.Reason).Info("serving base")
+}
+
+// runBase keeps a base's virtual node until ctx is done.
+func (c *Controller) runBase(ctx context.Context, v *vnode) {
+	client := c.cfg.Client
+	nodes := client.CoreV1().Nodes()
+	nc, err := node.NewNodeController(v.provider, v.provider.Node(), nodes,
+		node.WithNodeEnableLeaseV1WithRenewInterval(
+			client.CoordinationV1().Leases(corev1.NamespaceNodeLease),
+			int32(c.cfg.NodeLeaseDuration/time.Second), c.cfg.LeaseRenewInterval),
+		node.WithNodeStatusUpdateInterval(c.cfg.NodeStatusInterval),
+		node.WithNodeStatusUpdateErrorHandler(func(ctx context.Context, err error) error {
+			if !apierrors.IsNotFound(err) {
+				return err
+			}
+			log.G(ctx).Warn("virtual node was deleted by someone else; registering it again")
+			_, err = nodes.Create(ctx, v.provider.Node(), metav1.CreateOptions{})
+			return err
+		}),
+	)
+	if err != nil {
+		log.G(ctx).WithError(err).Error("cannot create node controller")
+		return
+	}
+	go func() {
+		select {
+		case <-nc.Ready():
+			v.provider.PushNodeStatus()
+			c.recorder.Event(v.nodeRef(), corev1.EventTypeNormal, "BaseRegistered", "virtual node serves the base")
+		case <-ctx.Done():
+		}
+	}()
+	go c.lookupTopology(ctx, v)
+	for ctx.Err() == nil {
+		if err := nc.Run(ctx); err != nil && ctx.Err() == nil {
+			log.G(ctx).WithError(err).Warn("node controller stopped; restarting")
+			select {
+			case <-ctx.Done():
+			case <-c.cfg.Clock.After(time.Second):
+			}
+		}
+	}
+}
+
+// removeBase stops serving a base and deletes its node and lease.
+func (c *Controller) removeBase(ctx context.Context, v *vnode, reason, message string) {
+	delete(c.bases, v.baseID)
+	c.removing[v.baseID] = v.removed
+	c.metrics.bases.Set(float64(len(c.bases)))
+	c.metrics.transitions.WithLabelValues("removed").Inc()
+	c.recorder.Event(v.nodeRef(), corev1.EventTypeNormal, reason, message+"; removing the virtual node")
+	log.G(ctx).WithField("base", v.baseID).WithField("node", v.nodeName).WithField("reason", reason).Info(message)
+	v.stop()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(v.removed)
+		<-v.done
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removalTimeout)
+		defer cancel()
+		err := c.cfg.Client.CoreV1().Nodes().Delete(ctx, v.nodeName, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			log.G(ctx).WithField("node", v.nodeName).WithError(err).Warn("cannot delete virtual node")
+		}
+		err = c.cfg.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Delete(ctx, v.nodeName, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			log.G(ctx).WithField("node", v.nodeName).WithError(err).Warn("cannot delete node lease")
+		}
+	}()
+}
+
+// lookupTopology copies zone and region from the real node hosting the base,
+// when the base runs as a Pod in this cluster (its heartbeat IP is a Pod IP).
+func (c *Controller) lookupTopology(ctx context.Context, v *vnode) {
+	ip := v.provider.Info().Status.LocalIP
+	if ip == "" {
+		return
+	}
+	pods, err := c.cfg.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("status.podIP", ip).String(),
+	})
+	if err != nil {
+		log.G(ctx).WithError(err).Debug("cannot look up the base's pod")
+		return
+	}
+	host := ""
+	for _, p := range pods.Items {
+		if p.Spec.NodeName != "" && p.Spec.NodeName != v.nodeName && p.Status.Phase == corev1.PodRunning {
+			host = p.Spec.NodeName
+			break
+		}
+	}
+	if host == "" {
+		return
+	}
+	n, err := c.cfg.Client.CoreV1().Nodes().Get(ctx, host, metav1.GetOptions{})
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("host", host).Debug("cannot read the base's host node")
+		return
+	}
+	zone, region := n.Labels[corev1.LabelTopologyZone], n.Labels[corev1.LabelTopologyRegion]
+	if v.provider.UpdateTopology(zone, region) {
+		log.G(ctx).WithField("zone", zone).WithField("region", region).WithField("host", host).Info("base topology from its host node")
+	}
+}

@@ -1,0 +1,119 @@
+package tunneltest
+
+import (
+	"context"
+	"sync"
+
+	"github.com/moduleops/module-controller/pkg/protocol"
+	"github.com/moduleops/module-controller/tunnel"
+)
+
+// Command is one command the fake tunnel was asked to send.
+type Command struct {
+	// Name is the protocol command name, e.g. protocol.CommandInstallBiz.
+	Name string
+	// BaseID is the base the command was addressed to.
+	BaseID string
+	// Biz is the biz of an install or uninstall.
+	Biz protocol.BizModel
+	// Baseline is the biz list of a baseline.
+	Baseline []protocol.BizModel
+}
+
+// Tunnel is an in-memory tunnel.Tunnel: Inject delivers events, Commands
+// returns what was sent. SendErr, when set, fails every command.
+type Tunnel struct {
+	events chan tunnel.Event
+	ready  chan struct{}
+
+	mu       sync.Mutex
+	commands []Command
+	sendErr  error
+}
+
+var _ tunnel.Tunnel = (*Tunnel)(nil)
+
+// New returns a fake tunnel that is already connected.
+func New() *Tunnel {
+	t := &Tunnel{events: make(chan tunnel.Event, 1024), ready: make(chan struct{})}
+	close(t.ready)
+	return t
+}
+
+// Run implements tunnel.Tunnel; it waits for ctx.
+func (t *Tunnel) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+
+// Ready implements tunnel.Tunnel.
+func (t *Tunnel) Ready() <-chan struct{} { return t.ready }
+
+// Connected implements tunnel.Tunnel.
+func (t *Tunnel) Connected() bool { return true }
+
+// Events implements tunnel.Tunnel.
+func (t *Tunnel) Events() <-chan tunnel.Event { return t.events }
+
+// Inject delivers an event as if a base had published it.
+func (t *Tunnel) Inject(ev tunnel.Event) { t.events <- ev }
+
+// SetSendError makes every later command fail with err (nil to succeed again).
+func (t *Tunnel) SetSendError(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sendErr = err
+}
+
+// Commands returns a copy of every command sent so far.
+func (t *Tunnel) Commands() []Command {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]Command(nil), t.commands...)
+}
+
+// CommandsFor returns the commands of one name sent to one base.
+func (t *Tunnel) CommandsFor(baseID, name string) []Command {
+	var out []Command
+	for _, c := range t.Commands() {
+		if c.BaseID == baseID && c.Name == name {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (t *Tunnel) record(c Command) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.sendErr != nil {
+		return t.sendErr
+	}
+	t.commands = append(t.commands, c)
+	return nil
+}
+
+// InstallBiz implements tunnel.Tunnel.
+func (t *Tunnel) InstallBiz(_ context.Context, baseID string, biz protocol.BizModel) error {
+	return t.record(Command{Name: protocol.CommandInstallBiz, BaseID: baseID, Biz: biz})
+}
+
+// UninstallBiz implements tunnel.Tunnel.
+func (t *Tunnel) UninstallBiz(_ context.Context, baseID string, biz protocol.BizModel) error {
+	return t.record(Command{Name: protocol.CommandUninstallBiz, BaseID: baseID, Biz: biz})
+}
+
+// QueryAllBiz implements tunnel.Tunnel.
+func (t *Tunnel) QueryAllBiz(_ context.Context, baseID string) error {
+	return t.record(Command{Name: protocol.CommandQueryAllBiz, BaseID: baseID})
+}
+
+// QueryHealth implements tunnel.Tunnel.
+func (t *Tunnel) QueryHealth(_ context.Context, baseID string) error {
+	return t.record(Command{Name: protocol.CommandHealth, BaseID: baseID})
+}
+
+// SendBaseline implements tunnel.Tunnel.
+func (t *Tunnel) SendBaseline(_ context.Context, baseID string, bizs []protocol.BizModel) error {
+	return t.record(Command{Name: protocol.CommandBatchInstallBiz, BaseID: baseID, Baseline: append([]protocol.BizModel(nil), bizs...)})
+}
