@@ -55,11 +55,11 @@ func New(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	return &Controller{
-		cfg:     cfg,
-		metrics: m,
+		cfg:      cfg,
+		metrics:  m,
 		bases:    map[string]*vnode{},
 		removing: map[string]chan struct{}{},
-		ready:   make(chan struct{}),
+		ready:    make(chan struct{}),
 	}, nil
 }
 
