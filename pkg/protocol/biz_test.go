@@ -56,7 +56,8 @@ func TestSimpleBizInfoJSON(t *testing.T) {
 			require.Equal(t, tt.want, got)
 		})
 	}
-	for _, bad := range []string{`[]`, `["a","1"]`, `["a","1","3","x"]`, `[1,"1","3"]`, `["a",{},"3"]`, `["a","1",[]]`, `"a"`, `{"name":1}`} {
+	bad := []string{`[]`, `["a","1"]`, `["a","1","3","x"]`, `[1,"1","3"]`, `["a",{},"3"]`, `["a","1",[]]`, `"a"`, `{"name":1}`}
+	for _, bad := range bad {
 		var got protocol.SimpleBizInfo
 		require.Error(t, json.Unmarshal([]byte(bad), &got), bad)
 	}
@@ -79,7 +80,8 @@ func TestKeys(t *testing.T) {
 func TestStateRecordChangedAt(t *testing.T) {
 	require.True(t, protocol.StateRecord{}.ChangedAt().IsZero())
 	require.True(t, protocol.StateRecord{ChangeTime: -1}.ChangedAt().IsZero())
-	require.Equal(t, time.Date(2025, 1, 15, 10, 10, 7, 342e6, time.UTC), protocol.StateRecord{ChangeTime: 1736935807342}.ChangedAt())
+	require.Equal(t, time.Date(2025, 1, 15, 10, 10, 7, 342e6, time.UTC),
+		protocol.StateRecord{ChangeTime: 1736935807342}.ChangedAt())
 
 	_, ok := protocol.BizInfo{}.LatestStateRecord()
 	require.False(t, ok)

@@ -3,21 +3,25 @@
 // the {data, publishTimestamp} envelope of base→controller messages, the bare JSON bodies of
 // controller→base commands, and the payload types with their validation. It only encodes and
 // decodes; it holds no state and does no I/O. It imports the standard library only — nothing
-// from k8s.io, MQTT clients, loggers or other project packages — so both the controller and
-// a simulated base can use it.
+// from k8s.io, MQTT clients, loggers or other project packages — so both the controller and a
+// simulated base can use it.
 //
-// Receiving, on the controller side:
+// Receiving on the controller (subscribe to BaseSubscriptions(env) on every connect):
 //
 //	parts, err := protocol.ParseTopic(msg.Topic())
-//	// switch parts.Suffix { case protocol.SuffixHeartbeat: ... }
-//	env, err := protocol.Decode[protocol.BaseStatus](msg.Payload())
-//	err = protocol.CheckBaseID(parts.BaseID, env.Data.BaseMetadata.Identity)
+//	switch parts.Suffix {
+//	case protocol.SuffixHeartbeat:
+//		e, err := protocol.Decode[protocol.BaseStatus](msg.Payload())
+//		// then CheckBaseID(parts.BaseID, e.Data.BaseMetadata.Identity) and
+//		// e.Expired(now, protocol.DefaultMaxAge)
+//	}
 //
 // Sending a command:
 //
-//	body, err := protocol.EncodeCommand(protocol.BizModel{BizName: "biz1", BizVersion: "1.0.0", BizURL: url})
+//	body, err := protocol.EncodeCommand(protocol.BizModel{BizName: n, BizVersion: v, BizURL: u})
 //	topic := protocol.Topic(env, baseID, protocol.CommandInstallBiz)
 //
-// Every error wraps one of the Err… sentinels; Reason turns it into a metric label.
-// The wire format is specified in arklet-mqtt.md; testdata/ holds payloads a real base sends.
+// Every error wraps one of the Err… sentinels; Reason turns it into a metric label. The wire
+// format is specified in the shared arklet-mqtt.md; testdata/ holds payloads a real base
+// sends (see testdata/README.md) and drives the golden tests.
 package protocol

@@ -82,7 +82,8 @@ func Decode[T any](payload []byte) (Envelope[T], error) {
 func Encode[T any](data T, publishedAt time.Time) ([]byte, error) {
 	ts := publishedAt.UnixMilli()
 	if ts <= 0 {
-		return nil, fmt.Errorf("%w: publish time %s is not after the Unix epoch", ErrMalformed, publishedAt)
+		return nil, fmt.Errorf("%w: publish time %s is not after the Unix epoch",
+			ErrMalformed, publishedAt)
 	}
 	b, err := json.Marshal(Envelope[T]{Data: data, PublishTimestamp: ts})
 	if err != nil {

@@ -12,9 +12,10 @@ import (
 )
 
 const (
-	biz1URL = "https://serverless-opensource.oss-cn-shanghai.aliyuncs.com/module-packages/stable/biz1-web-single-host-0.0.1-SNAPSHOT-ark-biz.jar"
-	biz2URL = "https://serverless-opensource.oss-cn-shanghai.aliyuncs.com/module-packages/stable/biz2-web-single-host-0.0.1-SNAPSHOT-ark-biz.jar"
-	biz3URL = "https://serverless-opensource.oss-cn-shanghai.aliyuncs.com/module-packages/stable/biz3-web-single-host-0.0.1-SNAPSHOT-ark-biz.jar"
+	packages = "https://serverless-opensource.oss-cn-shanghai.aliyuncs.com/module-packages/stable/"
+	biz1URL  = packages + "biz1-web-single-host-0.0.1-SNAPSHOT-ark-biz.jar"
+	biz2URL  = packages + "biz2-web-single-host-0.0.1-SNAPSHOT-ark-biz.jar"
+	biz3URL  = packages + "biz3-web-single-host-0.0.1-SNAPSHOT-ark-biz.jar"
 )
 
 // baseVector is a base→controller payload of testdata and what a controller must read in it.
@@ -142,7 +143,8 @@ var baseVectors = []baseVector{
 		},
 	},
 	{
-		file: "simple-biz-two-versions.json", suffix: protocol.SuffixSimpleBiz, published: 1736936112036, lossless: true,
+		file: "simple-biz-two-versions.json", suffix: protocol.SuffixSimpleBiz,
+		published: 1736936112036, lossless: true,
 		check: func(t *testing.T, data any) {
 			states := map[string]protocol.BizState{}
 			for _, b := range data.([]protocol.SimpleBizInfo) {
@@ -215,7 +217,8 @@ var baseVectors = []baseVector{
 		},
 	},
 	{
-		file: "biz-operation-install-other-version.json", suffix: protocol.SuffixBizOperation, published: 1736936103885,
+		file: "biz-operation-install-other-version.json", suffix: protocol.SuffixBizOperation,
+		published: 1736936103885,
 		check: func(t *testing.T, data any) {
 			op := data.(protocol.BizOperation)
 			require.Equal(t, "biz1:0.0.2-SNAPSHOT", op.Key())
@@ -227,7 +230,8 @@ var baseVectors = []baseVector{
 		},
 	},
 	{
-		file: "biz-operation-install-repeat.json", suffix: protocol.SuffixBizOperation, published: 1736935990872, lossless: true,
+		file: "biz-operation-install-repeat.json", suffix: protocol.SuffixBizOperation,
+		published: 1736935990872, lossless: true,
 		check: func(t *testing.T, data any) {
 			op := data.(protocol.BizOperation)
 			require.Equal(t, protocol.OutcomeRepeat, op.Outcome())
@@ -239,7 +243,8 @@ var baseVectors = []baseVector{
 		},
 	},
 	{
-		file: "biz-operation-install-failed.json", suffix: protocol.SuffixBizOperation, published: 1736935866204, lossless: true,
+		file: "biz-operation-install-failed.json", suffix: protocol.SuffixBizOperation,
+		published: 1736935866204, lossless: true,
 		check: func(t *testing.T, data any) {
 			op := data.(protocol.BizOperation)
 			require.Equal(t, "biz3:0.0.1-SNAPSHOT", op.Key())
@@ -255,7 +260,8 @@ var baseVectors = []baseVector{
 		},
 	},
 	{
-		file: "biz-operation-install-conflict.json", suffix: protocol.SuffixBizOperation, published: 1736935805871, lossless: true,
+		file: "biz-operation-install-conflict.json", suffix: protocol.SuffixBizOperation,
+		published: 1736935805871, lossless: true,
 		check: func(t *testing.T, data any) {
 			op := data.(protocol.BizOperation)
 			require.Equal(t, protocol.OutcomeConflict, op.Outcome())
@@ -265,7 +271,8 @@ var baseVectors = []baseVector{
 		},
 	},
 	{
-		file: "biz-operation-uninstall-ok.json", suffix: protocol.SuffixBizOperation, published: 1736936230640, lossless: true,
+		file: "biz-operation-uninstall-ok.json", suffix: protocol.SuffixBizOperation,
+		published: 1736936230640, lossless: true,
 		check: func(t *testing.T, data any) {
 			op := data.(protocol.BizOperation)
 			require.Equal(t, protocol.CommandUninstallBiz, op.Command)
@@ -278,7 +285,8 @@ var baseVectors = []baseVector{
 		},
 	},
 	{
-		file: "biz-operation-uninstall-not-found.json", suffix: protocol.SuffixBizOperation, published: 1736936245006, lossless: true,
+		file: "biz-operation-uninstall-not-found.json", suffix: protocol.SuffixBizOperation,
+		published: 1736936245006, lossless: true,
 		check: func(t *testing.T, data any) {
 			op := data.(protocol.BizOperation)
 			require.Equal(t, protocol.CommandUninstallBiz, op.Command)
@@ -310,7 +318,8 @@ var baseVectors = []baseVector{
 		},
 	},
 	{
-		file: "batch-install-response-repeat.json", suffix: protocol.SuffixBatchInstallResponse, published: 1736937007513, lossless: true,
+		file: "batch-install-response-repeat.json", suffix: protocol.SuffixBatchInstallResponse,
+		published: 1736937007513, lossless: true,
 		check: func(t *testing.T, data any) {
 			r := data.(protocol.BatchInstallResult)
 			require.Equal(t, protocol.OutcomeRepeat, r.Outcome(), "everything already runs")

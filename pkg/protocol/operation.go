@@ -59,16 +59,20 @@ type OperationOutcome string
 
 // Operation outcomes.
 const (
-	// OutcomeSucceeded: the base did it. For installs still check BizOperation.InstalledState:
-	// a second version of an active name is installed DEACTIVATED.
+	// OutcomeSucceeded means the base did it. For installs still check
+	// BizOperation.InstalledState: a second version of an active name is installed
+	// DEACTIVATED, i.e. it runs but does not serve.
 	OutcomeSucceeded OperationOutcome = "succeeded"
-	// OutcomeRepeat: the exact name:version was already registered; nothing changed.
+	// OutcomeRepeat means the exact name:version was already registered; nothing changed.
+	// Not a failure of the running biz.
 	OutcomeRepeat OperationOutcome = "repeat"
-	// OutcomeNotFound: an uninstall found nothing to remove; the desired state holds.
+	// OutcomeNotFound means an uninstall found nothing to remove; the desired state holds,
+	// so treat it as an idempotent success rather than a broken biz.
 	OutcomeNotFound OperationOutcome = "not_found"
-	// OutcomeConflict: another command for the same biz was running; nothing was done, retry.
+	// OutcomeConflict means another command for the same biz (or another batch) was still
+	// running; nothing was done. Retry later.
 	OutcomeConflict OperationOutcome = "conflict"
-	// OutcomeFailed: any other failure; see ErrorMessage.
+	// OutcomeFailed means any other failure; see ErrorMessage.
 	OutcomeFailed OperationOutcome = "failed"
 )
 

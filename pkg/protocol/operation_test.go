@@ -56,7 +56,8 @@ func TestBizOperationValidate(t *testing.T) {
 	require.NoError(t, protocol.BizOperation{Command: protocol.CommandInstallBiz, Response: ok}.Validate())
 	require.NoError(t, protocol.BizOperation{Command: protocol.CommandUninstallBiz, Response: ok}.Validate())
 	require.ErrorIs(t, protocol.BizOperation{Response: ok}.Validate(), protocol.ErrMissingField)
-	require.ErrorIs(t, protocol.BizOperation{Command: protocol.CommandBatchInstallBiz, Response: ok}.Validate(), protocol.ErrMalformed)
+	require.ErrorIs(t, protocol.BizOperation{Command: protocol.CommandBatchInstallBiz, Response: ok}.Validate(),
+		protocol.ErrMalformed)
 	require.ErrorIs(t, protocol.BizOperation{Command: protocol.CommandInstallBiz}.Validate(), protocol.ErrMissingField)
 }
 
@@ -79,8 +80,8 @@ func TestBatchInstallInstalledOrder(t *testing.T) {
 		require.Equal(t, []string{"a", "c", "d"}, names)
 	}
 	require.Nil(t, protocol.BatchInstallResult{}.Installed())
-	require.Equal(t, protocol.OutcomeFailed, protocol.BatchInstallResult{Response: protocol.Output[protocol.BatchInstallResponse]{
-		Code: protocol.CodeFailed}}.Outcome())
+	failed := protocol.BatchInstallResult{Response: protocol.Output[protocol.BatchInstallResponse]{Code: protocol.CodeFailed}}
+	require.Equal(t, protocol.OutcomeFailed, failed.Outcome())
 }
 
 func TestHealthMetaspace(t *testing.T) {

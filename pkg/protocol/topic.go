@@ -18,11 +18,9 @@ const (
 	MaxEnvLength = 63
 )
 
-// Topic layout: TopicPrefix + env + "/" + baseID + "/" + suffix.
-const (
-	// TopicPrefix starts every topic of the protocol.
-	TopicPrefix = "koupleless_"
-)
+// TopicPrefix starts every topic of the protocol: TopicPrefix + env + "/" + baseID + "/" +
+// suffix.
+const TopicPrefix = "koupleless_"
 
 // Suffixes of the topics a base publishes and the controller subscribes to.
 const (
@@ -168,7 +166,8 @@ func ParseTopic(topic string) (TopicParts, error) {
 	}
 	levels := strings.SplitN(rest, "/", 3)
 	if len(levels) != 3 || levels[0] == "" {
-		return TopicParts{}, fmt.Errorf("%w %q: want %s<env>/<base id>/<suffix>", ErrUnknownTopic, topic, TopicPrefix)
+		return TopicParts{}, fmt.Errorf("%w %q: want %s<env>/<base id>/<suffix>",
+			ErrUnknownTopic, topic, TopicPrefix)
 	}
 	p := TopicParts{Env: levels[0], BaseID: levels[1], Suffix: levels[2]}
 	if !slices.Contains(baseSuffixes, p.Suffix) && !slices.Contains(commandSuffixes, p.Suffix) {

@@ -37,7 +37,10 @@ func TestValidateEnv(t *testing.T) {
 	for _, env := range []string{"dev", "default", "DEV", "prod-1", "a", strings.Repeat("e", protocol.MaxEnvLength)} {
 		require.NoError(t, protocol.ValidateEnv(env), env)
 	}
-	for _, env := range []string{"", "a.b", "a/b", "a+b", "a#b", "a_b", "-a", "a-", "é", strings.Repeat("e", protocol.MaxEnvLength+1)} {
+	invalid := []string{
+		"", "a.b", "a/b", "a+b", "a#b", "a_b", "-a", "a-", "é", strings.Repeat("e", protocol.MaxEnvLength+1),
+	}
+	for _, env := range invalid {
 		err := protocol.ValidateEnv(env)
 		require.ErrorIs(t, err, protocol.ErrInvalidEnv, "%q", env)
 		require.Equal(t, "invalid_env", protocol.Reason(err))
@@ -45,8 +48,10 @@ func TestValidateEnv(t *testing.T) {
 }
 
 func TestTopic(t *testing.T) {
-	require.Equal(t, "koupleless_dev/10.244.0.17/base/heart", protocol.Topic("dev", "10.244.0.17", protocol.SuffixHeartbeat))
-	require.Equal(t, "koupleless_default/10.0.0.1/installBiz", protocol.Topic("DEFAULT", "10.0.0.1", protocol.CommandInstallBiz))
+	require.Equal(t, "koupleless_dev/10.244.0.17/base/heart",
+		protocol.Topic("dev", "10.244.0.17", protocol.SuffixHeartbeat))
+	require.Equal(t, "koupleless_default/10.0.0.1/installBiz",
+		protocol.Topic("DEFAULT", "10.0.0.1", protocol.CommandInstallBiz))
 	require.Equal(t, "koupleless_dev/b/base/baseline", protocol.Topic("", "b", protocol.SuffixBaseline))
 }
 
