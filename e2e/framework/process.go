@@ -1,0 +1,126 @@
+package framework
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// DefaultStopGrace is how long a process gets between SIGTERM and SIGKILL.
+// etcd and kube-apiserver were seen running 4 s after SIGTERM; the test bed
+// throws their state away, so it does not wait for a clean shutdown.
+const DefaultStopGrace = 3 * time.Second
+
+// process is a child started in its own process group with its output in a
+// log file. Pdeathsig makes the kernel kill it if the test binary dies, so a
+// killed `go test` leaves no orphans.
+type process struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{} // closed when the process has exited and been reaped
+	waitErr error         // valid after done is closed
+}
+
+func startProcess(name, bin string, args []string, logPath string) (*process, error) {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s log: %w", name, err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		_ = logFile.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *process) pid() int { return p.cmd.Process.Pid }
+
+// exited reports whether the process has ended.
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// exitError describes how the process ended, with the tail of its log.
+func (p *process) exitError() error {
+	return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", p.name, p.waitErr, p.logPath, tailFile(p.logPath, 30))
+}
+
+// stop sends SIGTERM to the process group, then SIGKILL after grace, and waits
+// until the process is reaped. It is safe to call more than once.
+func (p *process) stop(grace time.Duration) error {
+	pgid := p.pid() // Setpgid: the group id is the child's pid
+	if !p.exited() {
+		signalGroup(pgid, syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(grace):
+		}
+	}
+	// Kill whatever is left of the group, including any grandchildren.
+	signalGroup(pgid, syscall.SIGKILL)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.name, pgid)
+	}
+}
+
+func signalGroup(pgid int, sig syscall.Signal) {
+	// ESRCH means the group is gone already, which is what we want.
+	if err := syscall.Kill(-pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		_ = syscall.Kill(pgid, sig)
+	}
+}
+
+// tailFile returns the last n lines of a file, or a note why it cannot.
+func tailFile(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	defer func() { _ = f.Close() }()
+	const maxRead = 256 << 10
+	if st, err := f.Stat(); err == nil && st.Size() > maxRead {
+		if _, err := f.Seek(-maxRead, io.SeekEnd); err != nil {
+			return fmt.Sprintf("(cannot read %s: %v)", path, err)
+		}
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString("  | ")
+		b.Write(l)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
