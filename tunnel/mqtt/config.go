@@ -1,0 +1,231 @@
+package mqtt
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moduleops/module-controller/pkg/protocol"
+)
+
+// Defaults applied by New to zero fields of Config.
+const (
+	// DefaultClientIDPrefix is the client-ID prefix the reference controller uses.
+	DefaultClientIDPrefix = "koupleless"
+	// DefaultMaxMessageAge is how old a base's status message may be before it is dropped,
+	// the reference controller's window (spec §7.3).
+	DefaultMaxMessageAge = protocol.DefaultMaxAge
+	// DefaultKeepAlive is the MQTT keep-alive interval. A dead broker connection is noticed
+	// within about 1.5 times this.
+	DefaultKeepAlive = 30 * time.Second
+	// DefaultConnectTimeout bounds one connection attempt (TCP, TLS and CONNACK) and one
+	// subscribe round trip.
+	DefaultConnectTimeout = 10 * time.Second
+	// DefaultMaxReconnectInterval caps the back-off between reconnection attempts.
+	DefaultMaxReconnectInterval = 10 * time.Second
+	// DefaultEventBuffer is the capacity of the Events channel: about ten seconds of
+	// heartbeats, health and inventory replies from a thousand bases.
+	DefaultEventBuffer = 4096
+)
+
+// clientIDSeparator joins ClientIDPrefix and ClientID, as the reference controller and the
+// Java base do ("<prefix>@@@<id>").
+const clientIDSeparator = "@@@"
+
+// Broker URL schemes accepted in Config.BrokerURL.
+var (
+	plainSchemes = []string{"tcp", "mqtt"}
+	tlsSchemes   = []string{"ssl", "tls", "mqtts"}
+)
+
+// Config configures a Tunnel. Zero fields take the Default… values; New validates.
+type Config struct {
+	// BrokerURL is the broker to connect to: tcp://host:port (or mqtt://) for plain MQTT,
+	// ssl://host:port (or tls://, mqtts://) for MQTT over TLS. The port is required. The
+	// reference's MQTT_BROKER/MQTT_PORT settings map onto it as tcp://MQTT_BROKER:MQTT_PORT,
+	// or ssl://… when a CA file is configured.
+	BrokerURL string
+	// Username is the MQTT user name; empty for anonymous access.
+	Username string
+	// Password is the MQTT password; it requires Username.
+	Password string
+	// ClientIDPrefix is the first part of the MQTT client ID; DefaultClientIDPrefix if empty.
+	ClientIDPrefix string
+	// ClientID is the second part of the MQTT client ID, which is
+	// ClientIDPrefix + "@@@" + ClientID. Empty picks a random ID per Tunnel, so every
+	// replica gets its own session: two clients with one ID make the broker disconnect
+	// each other in turn.
+	ClientID string
+	// Env is the environment whose bases this tunnel serves (topics koupleless_<env>/…).
+	// It is normalized as bases do (protocol.NormalizeEnv); empty means protocol.DefaultEnv,
+	// the env of a stock base.
+	Env string
+	// TLS holds the certificate files for ssl:// brokers.
+	TLS TLSConfig
+	// MaxMessageAge drops heartbeats, baseline queries, health replies and inventories whose
+	// publishTimestamp is this old or older by Now; DefaultMaxMessageAge if zero. Replies to
+	// our own commands (bizOperation, batchInstallBizResponse) are never dropped for age.
+	MaxMessageAge time.Duration
+	// Now is the clock the age check reads; time.Now if nil.
+	Now func() time.Time
+	// KeepAlive is the MQTT keep-alive interval; DefaultKeepAlive if zero.
+	KeepAlive time.Duration
+	// ConnectTimeout bounds one connection attempt and one subscribe round trip;
+	// DefaultConnectTimeout if zero.
+	ConnectTimeout time.Duration
+	// MaxReconnectInterval caps the back-off between reconnection attempts;
+	// DefaultMaxReconnectInterval if zero.
+	MaxReconnectInterval time.Duration
+	// EventBuffer is the capacity of the Events channel; DefaultEventBuffer if zero.
+	EventBuffer int
+	// Registerer, if set, receives the tunnel's metrics, all prefixed module_controller_mqtt_:
+	// messages_received_total{suffix}, messages_dropped_total{reason},
+	// commands_published_total{command,result}, connected, connection_failures_total and
+	// events_backpressure_total. Metrics are kept even without one.
+	Registerer prometheus.Registerer
+}
+
+// TLSConfig names the PEM files used to talk TLS to the broker. The broker's certificate
+// is always verified, against the host name of Config.BrokerURL.
+type TLSConfig struct {
+	// CAFile holds the CA certificates that sign the broker's certificate. Empty uses the
+	// system roots. Setting it requires a TLS broker URL.
+	CAFile string
+	// ClientCertFile is the client certificate, for brokers that require one; it requires
+	// ClientKeyFile.
+	ClientCertFile string
+	// ClientKeyFile is the client certificate's private key (PKCS#1, PKCS#8 or EC).
+	ClientKeyFile string
+}
+
+// enabled reports whether any TLS file is configured.
+func (c TLSConfig) enabled() bool {
+	return c.CAFile != "" || c.ClientCertFile != "" || c.ClientKeyFile != ""
+}
+
+// withDefaults returns c with every zero field defaulted and Env normalized.
+func (c Config) withDefaults() Config {
+	if c.ClientIDPrefix == "" {
+		c.ClientIDPrefix = DefaultClientIDPrefix
+	}
+	if c.ClientID == "" {
+		c.ClientID = strings.ToLower(rand.Text())
+	}
+	if c.Env == "" {
+		c.Env = protocol.DefaultEnv
+	}
+	c.Env = protocol.NormalizeEnv(c.Env)
+	if c.MaxMessageAge == 0 {
+		c.MaxMessageAge = DefaultMaxMessageAge
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.MaxReconnectInterval == 0 {
+		c.MaxReconnectInterval = DefaultMaxReconnectInterval
+	}
+	if c.EventBuffer == 0 {
+		c.EventBuffer = DefaultEventBuffer
+	}
+	return c
+}
+
+// Validate reports every problem with c, after defaults, joined into one error. It checks
+// the configuration only; New also reads the TLS files.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	secure, err := parseBrokerURL(c.BrokerURL)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err == nil && !secure && c.TLS.enabled() {
+		add("broker url %q: TLS files are set but the scheme is not one of %v", c.BrokerURL, tlsSchemes)
+	}
+	if (c.TLS.ClientCertFile == "") != (c.TLS.ClientKeyFile == "") {
+		add("tls: client certificate and client key must be set together")
+	}
+	if c.Password != "" && c.Username == "" {
+		add("password set without username")
+	}
+	if strings.Contains(c.ClientIDPrefix, clientIDSeparator) {
+		add("client id prefix %q must not contain %q", c.ClientIDPrefix, clientIDSeparator)
+	}
+	if err := protocol.ValidateEnv(c.Env); err != nil {
+		errs = append(errs, fmt.Errorf("env: %w", err))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"max message age", c.MaxMessageAge},
+		{"keep-alive", c.KeepAlive},
+		{"connect timeout", c.ConnectTimeout},
+		{"max reconnect interval", c.MaxReconnectInterval},
+	} {
+		if d.v < 0 {
+			add("%s %s must not be negative", d.name, d.v)
+		}
+	}
+	if c.KeepAlive > 0 && c.KeepAlive < time.Second {
+		add("keep-alive %s is below the MQTT resolution of one second", c.KeepAlive)
+	}
+	if c.EventBuffer < 0 {
+		add("event buffer %d must not be negative", c.EventBuffer)
+	}
+	return errors.Join(errs...)
+}
+
+// clientID returns the MQTT client ID of the tunnel.
+func (c Config) clientID() string {
+	return c.ClientIDPrefix + clientIDSeparator + c.ClientID
+}
+
+// parseBrokerURL checks u and reports whether it asks for TLS. Error messages show the
+// URL with any password redacted.
+func parseBrokerURL(u string) (secure bool, err error) {
+	if u == "" {
+		return false, errors.New("broker url is empty")
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the raw URL, which may hold a password
+		}
+		return false, fmt.Errorf("broker url: %w", err)
+	}
+	shown := p.Redacted()
+	switch scheme := strings.ToLower(p.Scheme); {
+	case slices.Contains(plainSchemes, scheme):
+	case slices.Contains(tlsSchemes, scheme):
+		secure = true
+	default:
+		return false, fmt.Errorf("broker url %q: scheme must be one of %v or %v", shown, plainSchemes, tlsSchemes)
+	}
+	if p.User != nil {
+		return false, fmt.Errorf("broker url %q: credentials belong in Username and Password, not in the url", shown)
+	}
+	if _, port, err := net.SplitHostPort(p.Host); err != nil || p.Hostname() == "" || port == "" {
+		return false, fmt.Errorf("broker url %q: want scheme://host:port", shown)
+	}
+	if (p.Path != "" && p.Path != "/") || p.RawQuery != "" || p.Fragment != "" {
+		return false, fmt.Errorf("broker url %q: want scheme://host:port without path or query", shown)
+	}
+	return secure, nil
+}

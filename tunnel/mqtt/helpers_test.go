@@ -1,0 +1,333 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/moduleops/module-controller/pkg/broker"
+	"github.com/moduleops/module-controller/pkg/protocol"
+	"github.com/moduleops/module-controller/tunnel"
+)
+
+// waitTimeout bounds every wait of these tests; nothing should take more than a fraction.
+const waitTimeout = 15 * time.Second
+
+// testBaseID is the identity of the vectors in testdata.
+const testBaseID = "10.244.0.17"
+
+// testNow is the fixed clock of the tunnels under test.
+var testNow = time.Date(2025, 1, 15, 10, 10, 30, 0, time.UTC)
+
+// randomName returns a fresh lower-case name, usable as env or base ID part.
+func randomName(prefix string) string {
+	return prefix + strings.ToLower(rand.Text()[:10])
+}
+
+// startBroker runs an in-process broker on addr ("127.0.0.1:0" for a free port) until the
+// returned stop function is called or the test ends.
+func startBroker(t *testing.T, cfg broker.Config) (b *broker.Broker, stop func()) {
+	t.Helper()
+	if cfg.Address == "" {
+		cfg.Address = "127.0.0.1:0"
+	}
+	b, err := broker.New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(t, <-done)
+		})
+	}
+	t.Cleanup(stop)
+	return b, stop
+}
+
+// testConfig returns a tunnel config for a broker address, with a random env, the fixed
+// clock and a private registry.
+func testConfig(addr string) Config {
+	return Config{
+		BrokerURL:            "tcp://" + addr,
+		Env:                  randomName("e"),
+		Now:                  func() time.Time { return testNow },
+		ConnectTimeout:       5 * time.Second,
+		MaxReconnectInterval: 500 * time.Millisecond,
+		Registerer:           prometheus.NewRegistry(),
+	}
+}
+
+// runTunnel creates a tunnel and runs it until the test ends; Run must then return nil.
+func runTunnel(t *testing.T, cfg Config) *Tunnel {
+	t.Helper()
+	tun, err := New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- tun.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(waitTimeout):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	return tun
+}
+
+// startTunnel runs a tunnel and waits until it is ready.
+func startTunnel(t *testing.T, cfg Config) *Tunnel {
+	t.Helper()
+	tun := runTunnel(t, cfg)
+	waitClosed(t, tun.Ready(), "tunnel ready")
+	return tun
+}
+
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// nextEvent returns the next event of tun.
+func nextEvent(t *testing.T, tun *Tunnel) tunnel.Event {
+	t.Helper()
+	select {
+	case ev := <-tun.Events():
+		return ev
+	case <-time.After(waitTimeout):
+		t.Fatal("timed out waiting for an event")
+		return nil
+	}
+}
+
+// wait waits for a paho token.
+func wait(t *testing.T, tok paho.Token) error {
+	t.Helper()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-time.After(waitTimeout):
+		return errors.New("mqtt operation timed out")
+	}
+}
+
+// fakeBase is a paho client playing a Java base: it publishes envelopes on its base topics
+// and records the commands it receives.
+type fakeBase struct {
+	t      *testing.T
+	client paho.Client
+	env    string
+	id     string
+	got    chan paho.Message
+}
+
+// connectBase connects a fake base to brokerURL.
+func connectBase(t *testing.T, brokerURL, env, id string, tlsCfg *tls.Config) *fakeBase {
+	t.Helper()
+	opts := paho.NewClientOptions().AddBroker(brokerURL).
+		SetClientID("koupleless@@@" + id + "-" + randomName("")).
+		SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).
+		SetTLSConfig(tlsCfg)
+	c := paho.NewClient(opts)
+	require.NoError(t, wait(t, c.Connect()))
+	t.Cleanup(func() { c.Disconnect(50) })
+	return &fakeBase{t: t, client: c, env: env, id: id, got: make(chan paho.Message, 64)}
+}
+
+// subscribeCommands subscribes, as a base does, to its command topics.
+func (b *fakeBase) subscribeCommands() {
+	b.t.Helper()
+	filters := map[string]byte{}
+	for _, f := range protocol.CommandSubscriptions(b.env, b.id) {
+		filters[f] = 1
+	}
+	require.NoError(b.t, wait(b.t, b.client.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) {
+		b.got <- m
+	})))
+}
+
+// publish publishes payload on the base's suffix topic at QoS 1, as a base does.
+func (b *fakeBase) publish(suffix string, payload []byte) {
+	b.t.Helper()
+	b.publishTopic(protocol.Topic(b.env, b.id, suffix), payload)
+}
+
+func (b *fakeBase) publishTopic(topic string, payload []byte) {
+	b.t.Helper()
+	require.NoError(b.t, wait(b.t, b.client.Publish(topic, 1, false, payload)))
+}
+
+// next returns the next command the base received.
+func (b *fakeBase) next() paho.Message {
+	b.t.Helper()
+	select {
+	case m := <-b.got:
+		return m
+	case <-time.After(waitTimeout):
+		b.t.Fatal("timed out waiting for a command")
+		return nil
+	}
+}
+
+// vectorDir holds the protocol spec's payload vectors, as a real base sends them; they are
+// pkg/protocol's golden files, shared rather than copied.
+var vectorDir = filepath.Join("..", "..", "pkg", "protocol", "testdata")
+
+// vector reads a payload vector and restamps its publishTimestamp to at, keeping data
+// byte for byte.
+func vector(t *testing.T, name string, at time.Time) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(vectorDir, name))
+	require.NoError(t, err)
+	return restamp(t, raw, at)
+}
+
+func restamp(t *testing.T, payload []byte, at time.Time) []byte {
+	t.Helper()
+	var env map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(payload, &env))
+	env["publishTimestamp"] = json.RawMessage(strconv.FormatInt(at.UnixMilli(), 10))
+	out, err := json.Marshal(env)
+	require.NoError(t, err)
+	return out
+}
+
+// heartbeat returns a heartbeat envelope of id published at.
+func heartbeat(t *testing.T, id string, at time.Time) []byte {
+	t.Helper()
+	p, err := protocol.Encode(protocol.BaseStatus{
+		BaseMetadata: protocol.BaseMetadata{Identity: id, Name: "base", Version: "1.0.0", ClusterName: "default"},
+		LocalIP:      id,
+		State:        protocol.BaseStateActivated,
+	}, at)
+	require.NoError(t, err)
+	return p
+}
+
+// dropped reads the dropped counter of reason.
+func dropped(tun *Tunnel, reason string) float64 {
+	return testutil.ToFloat64(tun.metrics.dropped.WithLabelValues(reason))
+}
+
+// pki is a throw-away certificate authority writing PEM files into a temp dir.
+type pki struct {
+	t    *testing.T
+	dir  string
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	// CAFile is the CA certificate, PEM.
+	CAFile string
+}
+
+func newPKI(t *testing.T, name string) *pki {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	p := &pki{t: t, dir: t.TempDir(), cert: cert, key: key}
+	p.CAFile = p.write(name+"-ca.pem", "CERTIFICATE", der)
+	return p
+}
+
+func (p *pki) write(name, typ string, der []byte) string {
+	p.t.Helper()
+	path := filepath.Join(p.dir, name)
+	require.NoError(p.t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
+	return path
+}
+
+// issue signs a leaf certificate for 127.0.0.1/localhost (server) or a client, and returns
+// its PEM files and the loaded pair.
+func (p *pki) issue(name string, server bool) (certFile, keyFile string, pair tls.Certificate) {
+	p.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(p.t, err)
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	require.NoError(p.t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		tmpl.DNSNames = []string{"localhost"}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
+	require.NoError(p.t, err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	require.NoError(p.t, err)
+	certFile = p.write(name+".pem", "CERTIFICATE", der)
+	keyFile = p.write(name+"-key.pem", "EC PRIVATE KEY", keyDER)
+	pair, err = tls.LoadX509KeyPair(certFile, keyFile)
+	require.NoError(p.t, err)
+	return certFile, keyFile, pair
+}
+
+// pool returns a pool holding the CA.
+func (p *pki) pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(p.cert)
+	return pool
+}
+
+// fakeMessage is a paho.Message for calling onMessage directly with topics the
+// subscriptions would never deliver.
+type fakeMessage struct {
+	topic   string
+	payload []byte
+}
+
+func (m fakeMessage) Duplicate() bool   { return false }
+func (m fakeMessage) Qos() byte         { return 1 }
+func (m fakeMessage) Retained() bool    { return false }
+func (m fakeMessage) Topic() string     { return m.topic }
+func (m fakeMessage) MessageID() uint16 { return 1 }
+func (m fakeMessage) Payload() []byte   { return m.payload }
+func (m fakeMessage) Ack()              {}
