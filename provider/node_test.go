@@ -64,11 +64,11 @@ func TestBuildNodeLabelsTaintsAndStatus(t *testing.T) {
 	_, hasMemory := n.Status.Capacity[corev1.ResourceMemory]
 	require.False(t, hasMemory, "no memory capacity before a health reply")
 
-	ready := condition(t, n, corev1.NodeReady)
+	ready := nodeCondition(t, n, corev1.NodeReady)
 	require.Equal(t, corev1.ConditionTrue, ready.Status)
 	require.Equal(t, ReasonBaseReady, ready.Reason)
 	for _, c := range []corev1.NodeConditionType{corev1.NodeMemoryPressure, corev1.NodeDiskPressure, corev1.NodePIDPressure, corev1.NodeNetworkUnavailable} {
-		require.Equal(t, corev1.ConditionFalse, condition(t, n, c).Status, c)
+		require.Equal(t, corev1.ConditionFalse, nodeCondition(t, n, c).Status, c)
 	}
 }
 
@@ -89,7 +89,7 @@ func TestBuildNodeOptionalParts(t *testing.T) {
 	require.NotContains(t, n.Labels, LabelBaseName, "an invalid label value is left out, not sent")
 	require.True(t, resource.NewQuantity(512<<20, resource.BinarySI).Equal(n.Status.Capacity[corev1.ResourceMemory]))
 	require.True(t, resource.NewQuantity(412<<20, resource.BinarySI).Equal(n.Status.Allocatable[corev1.ResourceMemory]))
-	require.Equal(t, corev1.ConditionTrue, condition(t, n, corev1.NodeMemoryPressure).Status)
+	require.Equal(t, corev1.ConditionTrue, nodeCondition(t, n, corev1.NodeMemoryPressure).Status)
 }
 
 func TestConditionTransitionTimesAreKept(t *testing.T) {
@@ -97,16 +97,16 @@ func TestConditionTransitionTimesAreKept(t *testing.T) {
 	cfg, info := testNodeConfig("base-1"), BaseInfo{Status: heartbeat("base-1")}
 	first := buildNode(cfg, info, Readiness{Reachable: true}, nil, t0)
 	same := buildNode(cfg, info, Readiness{Reachable: true}, first, t0.Add(time.Minute))
-	require.Equal(t, t0, condition(t, same, corev1.NodeReady).LastTransitionTime.Time)
+	require.Equal(t, t0, nodeCondition(t, same, corev1.NodeReady).LastTransitionTime.Time)
 	require.False(t, nodeChanged(first, same), "only heartbeat times moved")
 
 	lost := buildNode(cfg, info, Readiness{Reachable: false, Reason: ReasonBaseUnreachable}, same, t0.Add(2*time.Minute))
 	require.True(t, nodeChanged(same, lost))
-	ready := condition(t, lost, corev1.NodeReady)
+	ready := nodeCondition(t, lost, corev1.NodeReady)
 	require.Equal(t, corev1.ConditionUnknown, ready.Status)
 	require.Equal(t, ReasonBaseUnreachable, ready.Reason)
 	require.Equal(t, t0.Add(2*time.Minute), ready.LastTransitionTime.Time)
-	require.Equal(t, t0, condition(t, lost, corev1.NodeDiskPressure).LastTransitionTime.Time)
+	require.Equal(t, t0, nodeCondition(t, lost, corev1.NodeDiskPressure).LastTransitionTime.Time)
 }
 
 func TestProviderNotifiesOnlyRealChanges(t *testing.T) {
@@ -128,7 +128,7 @@ func TestProviderNotifiesOnlyRealChanges(t *testing.T) {
 	require.Equal(t, "1.0.1", n.Labels[LabelBaseVersion])
 
 	require.True(t, p.SetReadiness(Readiness{Reachable: false, Reason: ReasonBaseUnreachable}))
-	require.Equal(t, corev1.ConditionUnknown, condition(t, receive(t, got), corev1.NodeReady).Status)
+	require.Equal(t, corev1.ConditionUnknown, nodeCondition(t, receive(t, got), corev1.NodeReady).Status)
 	require.Empty(t, got, "no notification without a change")
 }
 
@@ -150,7 +150,7 @@ func receive(t *testing.T, ch <-chan *corev1.Node) *corev1.Node {
 	}
 }
 
-func condition(t *testing.T, n *corev1.Node, typ corev1.NodeConditionType) corev1.NodeCondition {
+func nodeCondition(t *testing.T, n *corev1.Node, typ corev1.NodeConditionType) corev1.NodeCondition {
 	t.Helper()
 	for _, c := range n.Status.Conditions {
 		if c.Type == typ {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -35,7 +36,35 @@ type Config struct {
 	Events EventRecorder
 	// Clock is the time source; nil means the real clock.
 	Clock clock.PassiveClock
+
+	// ReleasePod removes a deleted pod from the API server once the base
+	// confirmed its bizs are gone (virtual-kubelet would otherwise wait for
+	// the whole termination grace period).
+	ReleasePod func(ctx context.Context, pod *corev1.Pod) error
+	// InstallTimeout is how long an install or uninstall may go unanswered
+	// before the base's biz list is queried and the command retried.
+	InstallTimeout time.Duration
+	// RetryBase and RetryMax bound the backoff between retries.
+	RetryBase, RetryMax time.Duration
+	// CommandTimeout bounds one command publish.
+	CommandTimeout time.Duration
+	// UninstallOrphans uninstalls bizs no pod asks for, but only those this
+	// controller installed; bizs baked into the base are never touched.
+	UninstallOrphans bool
+	// OrphanBizs counts bizs found on the base that no pod asks for.
+	OrphanBizs Counter
 }
+
+// Counter is the part of a Prometheus counter the provider uses.
+type Counter interface{ Inc() }
+
+// Defaults of the pod-side settings.
+const (
+	DefaultInstallTimeout = 30 * time.Second
+	DefaultRetryBase      = 2 * time.Second
+	DefaultRetryMax       = 5 * time.Minute
+	DefaultCommandTimeout = 10 * time.Second
+)
 
 // Provider is the virtual-kubelet provider of one base. It implements
 // node.NodeProvider for the virtual node; the controller feeds it what the
@@ -45,10 +74,23 @@ type Provider struct {
 	clock  clock.PassiveClock
 	wakeup chan struct{} // one-slot mailbox: the node changed
 
+	podsChanged chan struct{}  // one-slot mailbox: some pod status may have changed
+	cmds        chan []command // commands for Run to send
+
 	mu        sync.Mutex
 	info      BaseInfo
 	readiness Readiness
 	node      *corev1.Node
+
+	pods         map[string]*podEntry  // by namespace/name
+	bizs         map[string]*bizRecord // what the base runs, by name:version
+	inventory    bool                  // bizs holds the base's full list
+	installs     map[string]*attempt   // by name:version
+	uninstalls   map[string]*attempt   // by name:version
+	installedURL map[string]string     // name:version → jar URL this controller installed
+	baselineURLs map[string]string     // jar URL → name:version of the last baseline
+	orphans      map[string]bool       // name:versions already reported as orphans
+	needQuery    bool                  // the next reconcile asks for the biz list
 }
 
 // New returns the provider of one base.
@@ -65,12 +107,25 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
+	setDefault(&cfg.InstallTimeout, DefaultInstallTimeout)
+	setDefault(&cfg.RetryBase, DefaultRetryBase)
+	setDefault(&cfg.RetryMax, DefaultRetryMax)
+	setDefault(&cfg.CommandTimeout, DefaultCommandTimeout)
 	p := &Provider{
-		cfg:       cfg,
-		clock:     cfg.Clock,
-		wakeup:    make(chan struct{}, 1),
-		info:      cfg.Base,
-		readiness: cfg.Readiness,
+		cfg:          cfg,
+		clock:        cfg.Clock,
+		wakeup:       make(chan struct{}, 1),
+		podsChanged:  make(chan struct{}, 1),
+		cmds:         make(chan []command, 64),
+		info:         cfg.Base,
+		readiness:    cfg.Readiness,
+		pods:         map[string]*podEntry{},
+		bizs:         map[string]*bizRecord{},
+		installs:     map[string]*attempt{},
+		uninstalls:   map[string]*attempt{},
+		installedURL: map[string]string{},
+		baselineURLs: map[string]string{},
+		orphans:      map[string]bool{},
 	}
 	p.node = buildNode(cfg.Node, p.info, p.readiness, nil, p.clock.Now())
 	return p, nil
@@ -161,6 +216,12 @@ func (p *Provider) update(change func(*BaseInfo, *Readiness)) bool {
 		p.PushNodeStatus()
 	}
 	return changed
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
 }
 
 // validLabelValue reports whether v can be a Kubernetes label value.

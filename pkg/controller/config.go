@@ -26,6 +26,8 @@ const (
 	DefaultArch               = "amd64"
 	DefaultCommandTimeout     = 10 * time.Second
 	DefaultPodWorkers         = 2
+	DefaultQueryInterval      = 15 * time.Second
+	DefaultInstallTimeout     = 30 * time.Second
 )
 
 // Ownership decides which bases this replica serves. The controller asks it
@@ -74,6 +76,14 @@ type Config struct {
 	NodeStatusInterval time.Duration
 	// CommandTimeout bounds one command publish.
 	CommandTimeout time.Duration
+	// QueryInterval is how often each base is asked for its biz list.
+	QueryInterval time.Duration
+	// InstallTimeout is how long an install may go unanswered before the
+	// base's biz list is queried and the install retried.
+	InstallTimeout time.Duration
+	// UninstallOrphans uninstalls bizs no pod asks for, if this controller
+	// installed them.
+	UninstallOrphans bool
 	// PodWorkers is the number of pod sync workers per virtual node.
 	PodWorkers int
 
@@ -100,6 +110,8 @@ func (c Config) withDefaults() Config {
 	setDuration(&c.LeaseRenewInterval, DefaultLeaseRenewInterval)
 	setDuration(&c.NodeStatusInterval, DefaultNodeStatusInterval)
 	setDuration(&c.CommandTimeout, DefaultCommandTimeout)
+	setDuration(&c.QueryInterval, DefaultQueryInterval)
+	setDuration(&c.InstallTimeout, DefaultInstallTimeout)
 	if c.MaxPods == 0 {
 		c.MaxPods = DefaultMaxPods
 	}

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
@@ -42,6 +43,10 @@ type Controller struct {
 	wg sync.WaitGroup
 	// ready is closed once existing nodes were adopted and events flow.
 	ready chan struct{}
+	// unusedInformers hands virtual-kubelet the ConfigMap, Secret and Service
+	// informers its pod controller insists on; they are never started, so
+	// nothing is watched (see runPods).
+	unusedInformers informers.SharedInformerFactory
 }
 
 // New returns a Controller. It validates cfg and fills in defaults.
@@ -59,6 +64,8 @@ func New(cfg Config) (*Controller, error) {
 		metrics:  m,
 		bases:    map[string]*vnode{},
 		removing: map[string]chan struct{}{},
+
+		unusedInformers: informers.NewSharedInformerFactory(cfg.Client, 0),
 		ready:    make(chan struct{}),
 	}, nil
 }
@@ -139,7 +146,44 @@ func (c *Controller) handle(ctx context.Context, ev tunnel.Event) {
 		c.onHeartbeat(ctx, e)
 	case tunnel.BaseHealth:
 		c.onHealth(ctx, e)
+	case tunnel.BizStatus:
+		if v, ok := c.bases[baseID]; ok {
+			v.provider.OnBizStatus(e.Bizs, e.PublishedAt)
+		}
+	case tunnel.BizOperationResult:
+		if v, ok := c.bases[baseID]; ok {
+			v.provider.OnBizOperation(e.Operation, e.PublishedAt)
+		}
+	case tunnel.BatchInstallResult:
+		if v, ok := c.bases[baseID]; ok {
+			v.provider.OnBatchInstall(e.Result, e.PublishedAt)
+		}
+	case tunnel.BaselineQuery:
+		c.onBaselineQuery(ctx, e)
 	}
+}
+
+// onBaselineQuery answers a base that just started with the bizs of the pods
+// bound to its node, which it installs as one batch.
+func (c *Controller) onBaselineQuery(ctx context.Context, e tunnel.BaselineQuery) {
+	c.metrics.baselines.Inc()
+	if v, ok := c.bases[e.BaseID]; ok {
+		bizs := v.provider.Baseline()
+		log.G(ctx).WithField("base", e.BaseID).WithField("bizs", len(bizs)).Info("base started; sending its baseline")
+		c.send(ctx, e.BaseID, "baseline", func(ctx context.Context) error {
+			return c.cfg.Tunnel.SendBaseline(ctx, e.BaseID, bizs)
+		})
+		return
+	}
+	// A base not served yet: its node may still have pods bound from before.
+	c.send(ctx, e.BaseID, "baseline", func(ctx context.Context) error {
+		bizs, err := c.boundBizs(ctx, protocol.NodeName(c.cfg.Env, e.BaseID))
+		if err != nil {
+			return err
+		}
+		log.G(ctx).WithField("base", e.BaseID).WithField("bizs", len(bizs)).Info("new base; sending its baseline")
+		return c.cfg.Tunnel.SendBaseline(ctx, e.BaseID, bizs)
+	})
 }
 
 // onHeartbeat creates or refreshes the base's node, or removes it when the
@@ -210,6 +254,13 @@ func (c *Controller) checkLiveness(ctx context.Context) {
 			c.metrics.transitions.WithLabelValues("unreachable").Inc()
 			c.recorder.Event(v.nodeRef(), corev1.EventTypeWarning, provider.ReasonBaseUnreachable, msg)
 			log.G(ctx).WithField("base", v.baseID).WithField("node", v.nodeName).WithField("silent", silent).Warn("base unreachable")
+		}
+		v.provider.Resync()
+		if now.Sub(v.lastQuery) >= c.cfg.QueryInterval {
+			v.lastQuery = now
+			c.send(ctx, v.baseID, "queryAllBiz", func(ctx context.Context) error {
+				return c.cfg.Tunnel.QueryAllBiz(ctx, v.baseID)
+			})
 		}
 		if now.Sub(v.lastHealthQuery) >= c.cfg.HealthInterval {
 			v.lastHealthQuery = now

@@ -10,7 +10,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
 
+	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/provider"
 )
 
@@ -29,6 +31,7 @@ type vnode struct {
 
 	lastSeen            time.Time
 	lastHealthQuery     time.Time
+	lastQuery           time.Time
 	reachable           bool
 	instance            string // address/host of the process behind the identity
 	lastDuplicateReport time.Time
@@ -53,11 +56,16 @@ func (c *Controller) startBase(ctx context.Context, baseID string, info provider
 			Arch:              c.cfg.Arch,
 			EnvTaint:          c.cfg.EnvTaint,
 		},
-		Base:      info,
-		Readiness: r,
-		Tunnel:    c.cfg.Tunnel,
-		Events:    c.recorder,
-		Clock:     c.cfg.Clock,
+		Base:             info,
+		Readiness:        r,
+		Tunnel:           c.cfg.Tunnel,
+		Events:           c.recorder,
+		Clock:            c.cfg.Clock,
+		ReleasePod:       c.releasePod,
+		InstallTimeout:   c.cfg.InstallTimeout,
+		CommandTimeout:   c.cfg.CommandTimeout,
+		UninstallOrphans: c.cfg.UninstallOrphans,
+		OrphanBizs:       c.metrics.orphans,
 	})
 	if err != nil {
 		log.G(ctx).WithField("base", baseID).WithError(err).Warn("cannot serve base")
@@ -72,6 +80,7 @@ func (c *Controller) startBase(ctx context.Context, baseID string, info provider
 		done:      make(chan struct{}),
 		removed:   make(chan struct{}),
 		lastSeen:  c.cfg.Clock.Now(),
+		lastQuery: c.cfg.Clock.Now(),
 		reachable: r.Reachable,
 		instance:  info.Status.LocalIP + "/" + info.Status.LocalHostName,
 	}
@@ -93,7 +102,29 @@ func (c *Controller) startBase(ctx context.Context, baseID string, info provider
 		}
 		c.runBase(log.WithLogger(vctx, log.G(vctx).WithField("base", baseID).WithField("node", v.nodeName)), v)
 	}()
+	// Learn what the base runs before installing anything.
+	c.send(ctx, baseID, "queryAllBiz", func(ctx context.Context) error { return c.cfg.Tunnel.QueryAllBiz(ctx, baseID) })
 	log.G(ctx).WithField("base", baseID).WithField("node", v.nodeName).WithField("reason", r.Reason).Info("serving base")
+}
+
+// boundBizs returns the bizs of the live pods bound to a node, read from the
+// API server.
+func (c *Controller) boundBizs(ctx context.Context, nodeName string) ([]protocol.BizModel, error) {
+	pods, err := c.cfg.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", nodeName).String(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	bizs := []protocol.BizModel{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+			continue
+		}
+		bizs = append(bizs, provider.BizModels(p)...)
+	}
+	return bizs, nil
 }
 
 // runBase keeps a base's virtual node until ctx is done.
@@ -127,6 +158,8 @@ func (c *Controller) runBase(ctx context.Context, v *vnode) {
 		}
 	}()
 	go c.lookupTopology(ctx, v)
+	go v.provider.Run(ctx)
+	go c.runPods(ctx, v, nc)
 	for ctx.Err() == nil {
 		if err := nc.Run(ctx); err != nil && ctx.Err() == nil {
 			log.G(ctx).WithError(err).Warn("node controller stopped; restarting")
@@ -137,6 +170,58 @@ func (c *Controller) runBase(ctx context.Context, v *vnode) {
 		}
 	}
 }
+
+// runPods runs the base's pod controller, on a pod informer that watches only
+// the pods bound to its node, once the node is registered.
+func (c *Controller) runPods(ctx context.Context, v *vnode, nc *node.NodeController) {
+	select {
+	case <-nc.Ready():
+	case <-ctx.Done():
+		return
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", v.nodeName).String()
+		}))
+	pods := factory.Core().V1().Pods()
+	pc, err := node.NewPodController(node.PodControllerConfig{
+		PodClient:         c.cfg.Client.CoreV1(),
+		PodInformer:       pods,
+		EventRecorder:     c.recorder,
+		Provider:          v.provider,
+		ConfigMapInformer: c.unusedInformers.Core().V1().ConfigMaps(),
+		SecretInformer:    c.unusedInformers.Core().V1().Secrets(),
+		ServiceInformer:   c.unusedInformers.Core().V1().Services(),
+		// A biz takes only BIZ_VERSION from its container's environment, and
+		// the provider resolves it; resolving the rest would need a
+		// cluster-wide watch of Secrets and ConfigMaps.
+		SkipDownwardAPIResolution: true,
+	})
+	if err != nil {
+		log.G(ctx).WithError(err).Error("cannot create pod controller")
+		return
+	}
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	if err := pc.Run(ctx, c.cfg.PodWorkers); err != nil && ctx.Err() == nil {
+		log.G(ctx).WithError(err).Error("pod controller stopped")
+	}
+}
+
+// releasePod removes a pod whose bizs the base confirmed gone. The UID
+// precondition keeps a recreated pod of the same name safe.
+func (c *Controller) releasePod(ctx context.Context, pod *corev1.Pod) error {
+	err := c.cfg.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: ptr(int64(0)),
+		Preconditions:      metav1.NewUIDPreconditions(string(pod.UID)),
+	})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // removeBase stops serving a base and deletes its node and lease.
 func (c *Controller) removeBase(ctx context.Context, v *vnode, reason, message string) {

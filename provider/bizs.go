@@ -1,0 +1,448 @@
+package provider
+
+import (
+	"context"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/moduleops/module-controller/pkg/protocol"
+)
+
+// attempt tracks one install or uninstall of a name:version until the base
+// answers it.
+type attempt struct {
+	biz      protocol.BizModel
+	sentAt   time.Time
+	tries    int
+	retryAt  time.Time // zero while the command waits for its answer
+	failure  string    // what went wrong last, shown on the pod
+	baseline bool      // sent as part of a baseline
+}
+
+// due reports whether the attempt should be sent (again) now.
+func (a *attempt) due(now time.Time, timeout time.Duration) bool {
+	if a.retryAt.IsZero() {
+		return now.Sub(a.sentAt) >= timeout
+	}
+	return !now.Before(a.retryAt)
+}
+
+// failed records a failure and schedules the next try with backoff.
+func (p *Provider) failed(a *attempt, failure string, now time.Time) {
+	a.failure = failure
+	a.retryAt = now.Add(p.backoff(a.tries))
+}
+
+// backoff doubles from RetryBase for each try, up to RetryMax.
+func (p *Provider) backoff(tries int) time.Duration {
+	d := p.cfg.RetryBase
+	for i := 1; i < tries && d < p.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, p.cfg.RetryMax)
+}
+
+// command is one thing to send to the base or the API server.
+type command struct {
+	name    string // a protocol.Command*, or "" for a pod release
+	biz     protocol.BizModel
+	release *corev1.Pod
+}
+
+// Run sends the commands reconciles produce until ctx is done.
+func (p *Provider) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case cmds := <-p.cmds:
+			for _, c := range cmds {
+				go p.execute(ctx, c)
+			}
+		}
+	}
+}
+
+// execute sends one command; a command that could not be sent is retried
+// with backoff.
+func (p *Provider) execute(ctx context.Context, c command) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.CommandTimeout)
+	defer cancel()
+	var err error
+	switch c.name {
+	case protocol.CommandInstallBiz:
+		err = p.cfg.Tunnel.InstallBiz(ctx, p.BaseID(), c.biz)
+	case protocol.CommandUninstallBiz:
+		err = p.cfg.Tunnel.UninstallBiz(ctx, p.BaseID(), c.biz)
+	case protocol.CommandQueryAllBiz:
+		err = p.cfg.Tunnel.QueryAllBiz(ctx, p.BaseID())
+	case "":
+		if p.cfg.ReleasePod != nil {
+			err = p.cfg.ReleasePod(ctx, c.release)
+		}
+	}
+	if err == nil {
+		return
+	}
+	log.G(ctx).WithField("base", p.BaseID()).WithField("command", c.name).WithField("biz", c.biz.Key()).WithError(err).Warn("command failed; will retry")
+	p.mu.Lock()
+	now := p.clock.Now()
+	switch c.name {
+	case protocol.CommandInstallBiz:
+		if a := p.installs[c.biz.Key()]; a != nil {
+			p.failed(a, "cannot reach the base: "+err.Error(), now)
+		}
+	case protocol.CommandUninstallBiz:
+		if a := p.uninstalls[c.biz.Key()]; a != nil {
+			p.failed(a, "cannot reach the base: "+err.Error(), now)
+		}
+	case protocol.CommandQueryAllBiz:
+		p.needQuery = true
+	case "":
+		if e := p.pods[podKey(c.release.Namespace, c.release.Name)]; e != nil {
+			e.released = false
+		}
+	}
+	p.mu.Unlock()
+	p.markPodsChanged()
+}
+
+// sync reconciles the base with the pods, sends what that calls for and
+// refreshes pod statuses.
+func (p *Provider) sync() {
+	p.mu.Lock()
+	cmds := p.reconcile(p.clock.Now())
+	p.mu.Unlock()
+	if len(cmds) > 0 {
+		p.cmds <- cmds
+	}
+	p.markPodsChanged()
+}
+
+// Resync re-runs the reconcile: the controller calls it periodically so that
+// unanswered commands time out and backoffs expire.
+func (p *Provider) Resync() { p.sync() }
+
+// markPodsChanged wakes the pod status notifier.
+func (p *Provider) markPodsChanged() {
+	select {
+	case p.podsChanged <- struct{}{}:
+	default:
+	}
+}
+
+// reconcile compares the pods with the base's bizs and returns the commands
+// that close the gap. It is the one place that decides what to send.
+func (p *Provider) reconcile(now time.Time) []command {
+	var cmds []command
+	owners := p.owners()
+	specs := map[string]bizSpec{}
+	for _, e := range p.pods {
+		for _, s := range e.specs {
+			if s.invalid == "" && owners[s.key()] == e.key {
+				specs[s.key()] = s
+			}
+		}
+	}
+
+	// Install what live pods ask for and the base lacks.
+	for key, s := range specs {
+		if rec := p.bizs[key]; rec != nil {
+			if url, ok := p.installedURL[key]; ok && url != s.biz.BizURL && p.uninstalls[key] == nil {
+				// The pod's image changed: replace the biz.
+				p.uninstalls[key] = &attempt{biz: s.biz, sentAt: now, tries: 1}
+				cmds = append(cmds, command{name: protocol.CommandUninstallBiz, biz: s.biz})
+				continue
+			}
+			delete(p.installs, key)
+			continue
+		}
+		if !p.inventory || p.uninstalls[key] != nil {
+			continue
+		}
+		a := p.installs[key]
+		switch {
+		case a == nil:
+			a = &attempt{biz: s.biz}
+			p.installs[key] = a
+		case a.retryAt.IsZero() && now.Sub(a.sentAt) >= p.cfg.InstallTimeout:
+			// Unanswered: ask what the base has, and try again after a backoff.
+			p.needQuery = true
+			p.failed(a, "no answer from the base to installBiz within "+p.cfg.InstallTimeout.String(), now)
+			continue
+		case !a.due(now, p.cfg.InstallTimeout):
+			continue
+		}
+		a.biz, a.sentAt, a.retryAt, a.baseline = s.biz, now, time.Time{}, false
+		a.tries++
+		p.installedURL[key] = s.biz.BizURL
+		cmds = append(cmds, command{name: protocol.CommandInstallBiz, biz: s.biz})
+	}
+	for key := range p.installs {
+		if _, wanted := specs[key]; !wanted {
+			delete(p.installs, key)
+		}
+	}
+
+	// Uninstall what deleted pods had, unless a live pod claims it; release
+	// the pods whose bizs are all gone.
+	for _, e := range p.pods {
+		if !e.deleting || e.released {
+			continue
+		}
+		done := true
+		for _, s := range e.specs {
+			if s.invalid != "" {
+				continue
+			}
+			key := s.key()
+			if _, ok := e.gone[key]; ok {
+				continue
+			}
+			if owners[key] != "" || (p.inventory && p.bizs[key] == nil && p.uninstalls[key] == nil) {
+				e.gone[key] = now
+				continue
+			}
+			done = false
+			a := p.uninstalls[key]
+			switch {
+			case a == nil:
+				a = &attempt{biz: s.biz}
+				p.uninstalls[key] = a
+			case !a.due(now, p.cfg.InstallTimeout):
+				continue
+			case a.retryAt.IsZero():
+				p.needQuery = true
+			}
+			a.sentAt, a.retryAt = now, time.Time{}
+			a.tries++
+			cmds = append(cmds, command{name: protocol.CommandUninstallBiz, biz: s.biz})
+		}
+		if done {
+			e.released = true
+			cmds = append(cmds, command{release: p.podWithStatus(e)})
+			delete(p.pods, e.key)
+		}
+	}
+
+	// Report bizs no pod asks for.
+	for key := range p.bizs {
+		if _, wanted := specs[key]; wanted || p.uninstalls[key] != nil || p.orphans[key] {
+			continue
+		}
+		p.orphans[key] = true
+		if p.cfg.OrphanBizs != nil {
+			p.cfg.OrphanBizs.Inc()
+		}
+		p.cfg.Events.Eventf(p.nodeRef(), corev1.EventTypeWarning, ReasonOrphanBiz,
+			"biz %s runs on the base but no pod on this node asks for it", key)
+		if url, ours := p.installedURL[key]; ours && p.cfg.UninstallOrphans {
+			n, v := splitKey(key)
+			biz := protocol.BizModel{BizName: n, BizVersion: v, BizURL: url}
+			p.uninstalls[key] = &attempt{biz: biz, sentAt: now, tries: 1}
+			cmds = append(cmds, command{name: protocol.CommandUninstallBiz, biz: biz})
+		}
+	}
+	if p.needQuery {
+		p.needQuery = false
+		cmds = append(cmds, command{name: protocol.CommandQueryAllBiz})
+	}
+	return cmds
+}
+
+// OnBizStatus records the base's full biz list, published at publishedAt.
+func (p *Provider) OnBizStatus(bizs []protocol.SimpleBizInfo, publishedAt time.Time) {
+	p.mu.Lock()
+	p.inventory = true
+	listed := map[string]bool{}
+	for _, b := range bizs {
+		key := b.Key()
+		listed[key] = true
+		changed := b.ChangedAt()
+		if changed.IsZero() {
+			changed = publishedAt
+		}
+		rec := &bizRecord{state: b.BizState(), changed: changed, seen: publishedAt}
+		if r := b.LatestStateRecord; r != nil {
+			rec.reason, rec.message = r.Reason, r.Message
+		}
+		p.setRecord(key, rec)
+	}
+	for key, r := range p.bizs {
+		if !listed[key] && r.seen.Before(publishedAt) {
+			p.dropRecord(key)
+		}
+	}
+	p.mu.Unlock()
+	p.sync()
+}
+
+// OnBizOperation records the base's answer to one install or uninstall.
+func (p *Provider) OnBizOperation(op protocol.BizOperation, publishedAt time.Time) {
+	p.mu.Lock()
+	now := p.clock.Now()
+	key := op.Key()
+	switch op.Command {
+	case protocol.CommandInstallBiz:
+		a := p.installs[key]
+		switch op.Outcome() {
+		case protocol.OutcomeSucceeded:
+			state := op.InstalledState()
+			if state == "" {
+				state = protocol.BizActivated
+			}
+			p.setRecord(key, &bizRecord{state: state, changed: publishedAt, seen: publishedAt, message: firstLine(op.ErrorMessage())})
+			delete(p.installs, key)
+		case protocol.OutcomeRepeat:
+			// Already there: learn its state from the biz list.
+			p.needQuery = true
+			if a != nil {
+				a.retryAt = now.Add(p.cfg.InstallTimeout)
+			}
+		case protocol.OutcomeConflict:
+			if a != nil {
+				a.retryAt = now.Add(p.cfg.RetryBase)
+			}
+		default:
+			if a != nil {
+				p.failed(a, op.ErrorMessage(), now)
+			}
+		}
+	case protocol.CommandUninstallBiz:
+		a := p.uninstalls[key]
+		switch op.Outcome() {
+		case protocol.OutcomeSucceeded, protocol.OutcomeNotFound:
+			p.dropRecord(key)
+			delete(p.uninstalls, key)
+			for _, e := range p.pods {
+				if e.deleting && e.gone != nil {
+					if _, ok := e.gone[key]; !ok && e.wants(key) {
+						e.gone[key] = now
+					}
+				}
+			}
+		case protocol.OutcomeConflict:
+			if a != nil {
+				a.retryAt = now.Add(p.cfg.RetryBase)
+			}
+		default:
+			if a != nil {
+				p.failed(a, "uninstall failed: "+op.ErrorMessage(), now)
+			}
+		}
+	}
+	p.mu.Unlock()
+	p.sync()
+}
+
+// Baseline returns the bizs the base must run: those of the live pods bound
+// to its node. A base asks for it when its process starts, so everything it
+// had before is forgotten, and the baseline counts as an install of each biz.
+func (p *Provider) Baseline() []protocol.BizModel {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.clock.Now()
+	p.bizs = map[string]*bizRecord{}
+	p.inventory = true
+	p.baselineURLs = map[string]string{}
+	owners := p.owners()
+	var out []protocol.BizModel
+	for _, e := range p.pods {
+		for _, s := range e.specs {
+			if s.invalid != "" || owners[s.key()] != e.key {
+				continue
+			}
+			out = append(out, s.biz)
+			p.baselineURLs[s.biz.BizURL] = s.key()
+			p.installedURL[s.key()] = s.biz.BizURL
+			p.installs[s.key()] = &attempt{biz: s.biz, sentAt: now, tries: 1, baseline: true}
+		}
+	}
+	return out
+}
+
+// OnBatchInstall records the base's answer to a baseline. When the whole
+// batch failed (a real base downloads every jar first, so one unreachable jar
+// fails them all), each biz is installed on its own instead.
+func (p *Provider) OnBatchInstall(res protocol.BatchInstallResult, publishedAt time.Time) {
+	p.mu.Lock()
+	now := p.clock.Now()
+	entries := res.Response.Data.BizURLToResponse
+	for url, r := range entries {
+		key, ok := p.baselineURLs[url]
+		if !ok {
+			continue
+		}
+		a := p.installs[key]
+		switch r.Outcome() {
+		case protocol.OutcomeSucceeded:
+			state := protocol.BizActivated
+			if len(r.BizInfos) > 0 && r.BizInfos[0].State() != "" {
+				state = r.BizInfos[0].State()
+			}
+			p.setRecord(key, &bizRecord{state: state, changed: publishedAt, seen: publishedAt})
+			delete(p.installs, key)
+		case protocol.OutcomeRepeat:
+			p.needQuery = true
+		default:
+			if a != nil {
+				p.failed(a, r.Message, now)
+			}
+		}
+	}
+	if len(entries) == 0 {
+		// The batch as a whole failed or clashed: install one by one now.
+		for _, a := range p.installs {
+			if a.baseline {
+				a.failure = res.ErrorMessage()
+				a.retryAt = now
+			}
+		}
+	}
+	p.needQuery = true
+	p.mu.Unlock()
+	p.sync()
+}
+
+// setRecord stores what the base reported unless a newer report is known.
+func (p *Provider) setRecord(key string, rec *bizRecord) {
+	if cur := p.bizs[key]; cur != nil && cur.seen.After(rec.seen) {
+		return
+	}
+	p.bizs[key] = rec
+	delete(p.orphans, key)
+}
+
+// dropRecord forgets a biz the base no longer has.
+func (p *Provider) dropRecord(key string) {
+	delete(p.bizs, key)
+	delete(p.orphans, key)
+	delete(p.installedURL, key)
+}
+
+// wants reports whether the pod has a valid container for name:version.
+func (e *podEntry) wants(key string) bool {
+	for _, s := range e.specs {
+		if s.invalid == "" && s.key() == key {
+			return true
+		}
+	}
+	return false
+}
+
+// nodeRef is the object node-level Events are recorded on.
+func (p *Provider) nodeRef() *corev1.ObjectReference {
+	return &corev1.ObjectReference{Kind: "Node", Name: p.NodeName(), APIVersion: "v1"}
+}
+
+// splitKey splits name:version.
+func splitKey(key string) (name, version string) {
+	for i := len(key) - 1; i >= 0; i-- {
+		if key[i] == ':' {
+			return key[:i], key[i+1:]
+		}
+	}
+	return key, ""
+}

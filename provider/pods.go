@@ -1,0 +1,285 @@
+package provider
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/moduleops/module-controller/pkg/protocol"
+)
+
+// podEntry is one module pod bound to the base.
+type podEntry struct {
+	key      string // namespace/name
+	pod      *corev1.Pod
+	specs    []bizSpec
+	start    time.Time
+	deleting bool
+	gone     map[string]time.Time // deleting pod: name:version confirmed gone, and when
+	released bool
+
+	notified *corev1.PodStatus  // last status handed to virtual-kubelet
+	reasons  map[string]string  // container → state reason last recorded as an Event
+	uid      types.UID
+}
+
+// podKey returns namespace/name, the key virtual-kubelet uses.
+func podKey(namespace, name string) string { return namespace + "/" + name }
+
+// live reports whether the pod still wants its bizs on the base.
+func (e *podEntry) live() bool { return !e.deleting }
+
+// CreatePod implements node.PodLifecycleHandler: the pod's bizs are installed
+// by the next reconcile, which runs at once.
+func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
+	p.mu.Lock()
+	key := podKey(pod.Namespace, pod.Name)
+	e, ok := p.pods[key]
+	if !ok || e.uid != pod.UID {
+		e = &podEntry{key: key, start: p.clock.Now(), reasons: map[string]string{}, uid: pod.UID}
+		p.pods[key] = e
+	}
+	e.pod = pod.DeepCopy()
+	e.specs = bizSpecs(pod)
+	p.mu.Unlock()
+	log.G(ctx).WithField("pod", key).Debug("module pod accepted")
+	p.sync()
+	return nil
+}
+
+// UpdatePod implements node.PodLifecycleHandler. A changed image replaces the
+// biz: the old one is uninstalled, then the new one installed.
+func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
+	return p.CreatePod(ctx, pod)
+}
+
+// DeletePod implements node.PodLifecycleHandler: the pod's bizs are
+// uninstalled (exactly its name:versions, and only those no other live pod
+// claims), and the pod is released once the base confirms. Repeated calls send
+// nothing new.
+func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
+	p.mu.Lock()
+	e, ok := p.pods[podKey(pod.Namespace, pod.Name)]
+	if !ok {
+		p.mu.Unlock()
+		return errdefs.NotFoundf("pod %s/%s is not on this base", pod.Namespace, pod.Name)
+	}
+	if !e.deleting {
+		e.deleting = true
+		e.gone = map[string]time.Time{}
+		e.pod = pod.DeepCopy()
+		log.G(ctx).WithField("pod", e.key).Debug("module pod deleted; uninstalling its bizs")
+	}
+	p.mu.Unlock()
+	p.sync()
+	return nil
+}
+
+// GetPod implements node.PodLifecycleHandler.
+func (p *Provider) GetPod(_ context.Context, namespace, name string) (*corev1.Pod, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.pods[podKey(namespace, name)]
+	if !ok {
+		return nil, errdefs.NotFoundf("pod %s/%s is not on this base", namespace, name)
+	}
+	return p.podWithStatus(e), nil
+}
+
+// GetPodStatus implements node.PodLifecycleHandler.
+func (p *Provider) GetPodStatus(ctx context.Context, namespace, name string) (*corev1.PodStatus, error) {
+	pod, err := p.GetPod(ctx, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	return &pod.Status, nil
+}
+
+// GetPods implements node.PodLifecycleHandler.
+func (p *Provider) GetPods(context.Context) ([]*corev1.Pod, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pods := make([]*corev1.Pod, 0, len(p.pods))
+	for _, e := range p.pods {
+		pods = append(pods, p.podWithStatus(e))
+	}
+	return pods, nil
+}
+
+// NotifyPods implements node.PodNotifier: cb receives each pod whose status
+// changed, latest state first, from one goroutine that ends with ctx.
+func (p *Provider) NotifyPods(ctx context.Context, cb func(*corev1.Pod)) {
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.podsChanged:
+				for _, pod := range p.changedPods() {
+					cb(pod)
+				}
+			}
+		}
+	}()
+}
+
+// changedPods returns the pods whose status differs from what was last
+// handed out, and records the Events their containers' transitions call for.
+func (p *Provider) changedPods() []*corev1.Pod {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*corev1.Pod
+	for _, e := range p.pods {
+		if e.released {
+			continue
+		}
+		pod := p.podWithStatus(e)
+		if e.notified != nil && equality.Semantic.DeepEqual(*e.notified, pod.Status) {
+			continue
+		}
+		e.notified = pod.Status.DeepCopy()
+		p.recordTransitions(e, pod)
+		out = append(out, pod)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// podWithStatus returns a copy of the pod with its current status.
+func (p *Provider) podWithStatus(e *podEntry) *corev1.Pod {
+	pod := e.pod.DeepCopy()
+	if e.notified != nil {
+		prev := e.notified.DeepCopy()
+		// Keep the scheduler's condition from the API server's copy.
+		if sched := findCondition(e.pod.Status.Conditions, corev1.PodScheduled); sched != nil && findCondition(prev.Conditions, corev1.PodScheduled) == nil {
+			prev.Conditions = append(prev.Conditions, *sched)
+		}
+		pod.Status = *prev
+	}
+	pod.Status = podStatus(pod, p.views(e), p.info.Status.LocalIP, e.start, p.clock.Now())
+	return pod
+}
+
+// views returns what each container's status depends on.
+func (p *Provider) views(e *podEntry) []containerView {
+	owners := p.owners()
+	views := make([]containerView, 0, len(e.specs))
+	for _, s := range e.specs {
+		v := containerView{spec: s, inventory: p.inventory}
+		if s.invalid != "" {
+			views = append(views, v)
+			continue
+		}
+		key := s.key()
+		if owner := owners[key]; owner != "" && owner != e.key && e.live() {
+			v.ownedBy = owner
+			views = append(views, v)
+			continue
+		}
+		v.record = p.bizs[key]
+		v.activeOther = p.activeVersion(s.biz.BizName, s.biz.BizVersion)
+		if a := p.installs[key]; a != nil {
+			v.installing = a.retryAt.IsZero()
+			v.failure = a.failure
+		}
+		if e.deleting {
+			if at, ok := e.gone[key]; ok {
+				v.uninstalled = at
+			} else if a := p.uninstalls[key]; a != nil {
+				v.uninstall = orDefault(a.failure, "uninstallBiz sent; waiting for the base")
+			}
+		}
+		views = append(views, v)
+	}
+	return views
+}
+
+// activeVersion returns name:version of another ACTIVATED version of name.
+func (p *Provider) activeVersion(name, version string) string {
+	for key, r := range p.bizs {
+		n, v, _ := strings.Cut(key, ":")
+		if n == name && v != version && r.state == protocol.BizActivated {
+			return key
+		}
+	}
+	return ""
+}
+
+// owners maps each name:version to the live pod that owns it on this base:
+// the oldest live pod whose valid container asks for it.
+func (p *Provider) owners() map[string]string {
+	owners := map[string]string{}
+	created := map[string]time.Time{}
+	for _, e := range p.pods {
+		if !e.live() {
+			continue
+		}
+		for _, s := range e.specs {
+			if s.invalid != "" {
+				continue
+			}
+			k := s.key()
+			t := e.pod.CreationTimestamp.Time
+			if cur, ok := owners[k]; !ok || t.Before(created[k]) || (t.Equal(created[k]) && e.key < cur) {
+				owners[k], created[k] = e.key, t
+			}
+		}
+	}
+	return owners
+}
+
+// recordTransitions records an Event for each container whose state reason
+// changed in a way a user wants to see.
+func (p *Provider) recordTransitions(e *podEntry, pod *corev1.Pod) {
+	for _, cs := range pod.Status.ContainerStatuses {
+		reason, message, warn := "", "", false
+		switch {
+		case cs.State.Running != nil:
+			reason, message = ReasonBizInstalled, "biz "+cs.Name+" is active on the base"
+		case cs.State.Terminated != nil:
+			reason, message = cs.State.Terminated.Reason, cs.State.Terminated.Message
+			warn = reason == ReasonBizDeactivate
+		case cs.State.Waiting != nil:
+			reason, message = cs.State.Waiting.Reason, cs.State.Waiting.Message
+			switch reason {
+			case ReasonBizInstallFailed:
+				warn = true
+				message = p.fullFailure(e, cs.Name, message)
+			case ReasonInvalidBiz, ReasonBizOwnedElsewere, ReasonBizBroken:
+				warn = true
+			case ReasonBizInstalling:
+			default:
+				reason = ""
+			}
+		}
+		if reason == "" || e.reasons[cs.Name] == reason {
+			continue
+		}
+		e.reasons[cs.Name] = reason
+		kind := corev1.EventTypeNormal
+		if warn {
+			kind = corev1.EventTypeWarning
+		}
+		p.cfg.Events.Event(pod, kind, reason, message)
+	}
+}
+
+// fullFailure returns the whole failure text the base sent for a container,
+// which the Event carries while the container status shows its first line.
+func (p *Provider) fullFailure(e *podEntry, container, fallback string) string {
+	for _, s := range e.specs {
+		if s.container == container {
+			if a := p.installs[s.key()]; a != nil && a.failure != "" {
+				return a.failure
+			}
+		}
+	}
+	return fallback
+}
