@@ -25,8 +25,8 @@ type podEntry struct {
 	gone     map[string]time.Time // deleting pod: name:version confirmed gone, and when
 	released bool
 
-	notified *corev1.PodStatus  // last status handed to virtual-kubelet
-	reasons  map[string]string  // container → state reason last recorded as an Event
+	notified *corev1.PodStatus // last status handed to virtual-kubelet
+	reasons  map[string]string // container → state reason last recorded as an Event
 	uid      types.UID
 }
 

@@ -66,7 +66,7 @@ func New(cfg Config) (*Controller, error) {
 		removing: map[string]chan struct{}{},
 
 		unusedInformers: informers.NewSharedInformerFactory(cfg.Client, 0),
-		ready:    make(chan struct{}),
+		ready:           make(chan struct{}),
 	}, nil
 }
 
