@@ -1,0 +1,37 @@
+// Package basesim simulates Koupleless Java bases (the arklet runtime with its
+// MQTT tunnel) on the wire, for tests, end-to-end runs and benchmarks of the
+// controller.
+//
+// A Base connects to an MQTT broker the way a real base does (client id
+// "<prefix>@@@<identity>", clean session, automatic reconnect, QoS 1
+// subscriptions to koupleless_<env>/<identity>/+ and …/base/baseline made in
+// the connect handler), publishes queryBaseline once and then a heartbeat
+// every HeartbeatInterval, and answers installBiz, uninstallBiz, the baseline
+// (batchInstallBiz), health and queryAllBiz with the payloads a real base
+// sends: the shapes, codes and messages of the protocol spec
+// (shared/protocol/arklet-mqtt.md §5), SOFAArk's rules for a second version of
+// an active biz (§7.1) and the per-biz command lock that fails rather than
+// waits (§5.8). Knobs inject what real bases do when things go wrong: slow
+// installs, failed installs, unreachable jars in a baseline, a silent base, a
+// dead heartbeat task (§7.2), a JVM restart and raw garbage.
+//
+// A Base costs one paho client and one runtime timer: there is no goroutine of
+// its own while it is idle, so a thousand bases fit in one process; Fleet
+// starts and stops many of them.
+//
+// The package imports pkg/protocol for topics and payload types, paho for
+// MQTT and virtual-kubelet's log package for logging. It must not import the
+// controller, the provider or the tunnel packages: it is the other side of the
+// wire.
+//
+// Usage:
+//
+//	b, err := basesim.New(basesim.Config{Broker: "tcp://127.0.0.1:1883", Identity: "10.0.0.1"})
+//	if err != nil { ... }
+//	if err := b.Start(ctx); err != nil { ... } // connected, subscribed, queryBaseline and first heartbeat sent
+//	defer b.Stop()
+//	b.SetInstallDelay(2 * time.Second)
+//	...
+//	n := b.ReceivedCount(protocol.CommandInstallBiz, "biz1:0.0.1")
+//	bizs := b.Bizs()
+package basesim

@@ -1,0 +1,331 @@
+package basesim
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/moduleops/module-controller/pkg/broker"
+	"github.com/moduleops/module-controller/pkg/protocol"
+)
+
+func brokerConfig() broker.Config { return broker.Config{} }
+
+func TestNewValidates(t *testing.T) {
+	_, err := New(Config{})
+	require.ErrorIs(t, err, protocol.ErrInvalidBaseID)
+	_, err = New(Config{Identity: "a/b", FailureRate: 2, Broker: "tcp://"})
+	require.ErrorIs(t, err, protocol.ErrInvalidBaseID)
+	require.ErrorContains(t, err, "failure rate")
+	require.ErrorContains(t, err, "no host")
+	_, err = New(Config{Identity: "x", TLS: &tls.Config{InsecureSkipVerify: true}}) //nolint:gosec // checks that it is refused
+	require.ErrorContains(t, err, "InsecureSkipVerify")
+
+	b, err := New(Config{Identity: "sim-1", Env: "DEV", TLS: &tls.Config{}})
+	require.NoError(t, err)
+	require.Equal(t, "dev", b.Env())
+	require.Equal(t, "koupleless_dev/sim-1/base/heart", b.Topic(protocol.SuffixHeartbeat))
+	require.Equal(t, "ssl://127.0.0.1:1883", b.Config().Broker, "TLS switches tcp:// to ssl://")
+	require.True(t, netip.MustParseAddr(b.Config().LocalIP).Is4())
+	require.Equal(t, "sim-1", b.Config().LocalHostName)
+
+	b, err = New(Config{Identity: "10.1.2.3"})
+	require.NoError(t, err)
+	require.Equal(t, "10.1.2.3", b.Config().LocalIP)
+	require.Equal(t, protocol.DefaultEnv, b.Env())
+	require.ErrorIs(t, b.Restart(t.Context()), ErrNotStarted)
+	require.ErrorIs(t, b.SendRaw(protocol.SuffixHeartbeat, nil), ErrNotStarted)
+	require.Empty(t, b.Bizs())
+	b.Stop()
+	require.ErrorIs(t, b.Start(t.Context()), ErrStopped)
+}
+
+func TestStartFailsWithoutBroker(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	b, err := New(Config{Identity: "lonely", Broker: "tcp://" + addr, ConnectTimeout: time.Second})
+	require.NoError(t, err)
+	require.Error(t, b.Start(t.Context()))
+	require.False(t, b.Connected())
+}
+
+func TestHeartbeatCadence(t *testing.T) {
+	url := startBroker(t, brokerConfig())
+	ctrl := newController(t, url, protocol.DefaultEnv)
+	const interval = 50 * time.Millisecond
+	b := startBase(t, Config{Broker: url, HeartbeatInterval: interval})
+	id := b.Identity()
+
+	ctrl.await(id, protocol.SuffixHeartbeat, 5)
+	msgs := ctrl.on(id, protocol.SuffixHeartbeat)
+	first := decodeEnvelope[protocol.BaseStatus](t, msgs[0].payload).PublishedAt()
+	sixth := decodeEnvelope[protocol.BaseStatus](t, msgs[5].payload).PublishedAt()
+	span := sixth.Sub(first)
+	require.GreaterOrEqual(t, span, 4*interval, "heartbeats come at the configured rate, not faster")
+	require.Less(t, span, 40*interval)
+	require.GreaterOrEqual(t, b.PublishedCount(protocol.SuffixHeartbeat), 6)
+
+	// A dead heartbeat task: no more heartbeats, but health is still answered.
+	b.StopHeartbeats()
+	n := ctrl.count(id, protocol.SuffixHeartbeat) + 2 // allow for publishes already begun
+	ctrl.send(id, protocol.CommandHealth, []byte("{}"))
+	ctrl.await(id, protocol.SuffixHealth, 0)
+	require.Never(t, func() bool { return ctrl.count(id, protocol.SuffixHeartbeat) > n }, 300*time.Millisecond, 10*time.Millisecond)
+
+	// A restart brings them back.
+	require.NoError(t, b.Restart(t.Context()))
+	ctrl.await(id, protocol.SuffixHeartbeat, n+2)
+}
+
+func TestRestartLosesBizsAndQueriesBaselineAgain(t *testing.T) {
+	url := startBroker(t, brokerConfig())
+	ctrl := newController(t, url, protocol.DefaultEnv)
+	b := startBase(t, Config{Broker: url, StaticBizs: []protocol.BizModel{bizModel("baked", "1")}})
+	id := b.Identity()
+	ctrl.await(id, protocol.SuffixQueryBaseline, 0)
+	ctrl.sendJSON(id, protocol.CommandInstallBiz, bizModel("biz1", "1"))
+	ctrl.await(id, protocol.SuffixBizOperation, 0)
+	require.Len(t, b.Bizs(), 2)
+
+	// An install in flight when the JVM dies is never answered.
+	b.SetInstallDelay(time.Hour)
+	ctrl.sendJSON(id, protocol.CommandInstallBiz, bizModel("biz2", "1"))
+	require.Eventually(t, func() bool { return len(b.Bizs()) == 3 }, waitFor, tick)
+
+	require.NoError(t, b.Restart(t.Context()))
+	require.Equal(t, []string{"baked:1=ACTIVATED"}, states(b.Bizs()), "only bizs baked into the base survive")
+	ctrl.await(id, protocol.SuffixQueryBaseline, 1)
+	require.True(t, b.Connected())
+
+	// The new process answers commands; the log spans both lives.
+	b.SetInstallDelay(0)
+	ctrl.sendJSON(id, protocol.CommandInstallBiz, bizModel("biz1", "1"))
+	op := decodeEnvelope[bizOp](t, ctrl.await(id, protocol.SuffixBizOperation, 1)).Data
+	require.Equal(t, protocol.OutcomeSucceeded, op.Outcome(), "biz1 was lost, so this is no repeat")
+	require.Equal(t, "biz1:1", op.Key())
+	require.Equal(t, 2, b.ReceivedCount(protocol.CommandInstallBiz, "biz1:1"))
+	require.Never(t, func() bool { return ctrl.count(id, protocol.SuffixBizOperation) > 2 }, 200*time.Millisecond, 10*time.Millisecond)
+	require.Equal(t, 2, ctrl.count(id, protocol.SuffixQueryBaseline))
+}
+
+// restartableBroker is a broker that can be stopped and started again on the same address.
+type restartableBroker struct {
+	t    *testing.T
+	addr string
+	b    *broker.Broker
+	done chan error
+}
+
+func newRestartableBroker(t *testing.T) *restartableBroker {
+	rb := &restartableBroker{t: t, addr: "127.0.0.1:0"}
+	rb.start()
+	t.Cleanup(rb.stop)
+	return rb
+}
+
+func (rb *restartableBroker) start() {
+	b, err := broker.New(broker.Config{Address: rb.addr})
+	require.NoError(rb.t, err)
+	rb.addr, rb.b, rb.done = b.Addr(), b, make(chan error, 1)
+	go func() { rb.done <- b.Run(rb.t.Context()) }()
+}
+
+func (rb *restartableBroker) stop() {
+	if rb.b == nil {
+		return
+	}
+	rb.b.Close()
+	<-rb.done
+	rb.b = nil
+}
+
+func (rb *restartableBroker) url() string { return "tcp://" + rb.addr }
+
+func TestBrokerRestart(t *testing.T) {
+	for _, dies := range []bool{false, true} {
+		t.Run(map[bool]string{false: "heartbeats resume", true: "heartbeat task dies"}[dies], func(t *testing.T) {
+			rb := newRestartableBroker(t)
+			const interval = 20 * time.Millisecond
+			b := startBase(t, Config{
+				Broker: rb.url(), HeartbeatInterval: interval, HeartbeatStopsOnError: dies,
+				MaxReconnectInterval: 100 * time.Millisecond,
+				// A reconnect attempt racing the broker's shutdown can be accepted and never
+				// answered; do not wait long for its CONNACK.
+				ConnectTimeout: time.Second,
+			})
+			require.Eventually(t, func() bool { return b.PublishedCount(protocol.SuffixHeartbeat) >= 2 }, waitFor, tick)
+
+			rb.stop()
+			require.Eventually(t, func() bool { return !b.Connected() }, waitFor, tick)
+			// Let at least one heartbeat fail while the broker is away.
+			before := b.PublishedCount(protocol.SuffixHeartbeat)
+			require.Never(t, func() bool { return b.PublishedCount(protocol.SuffixHeartbeat) > before }, 3*interval, interval/2)
+			rb.start()
+			ctrl := newController(t, rb.url(), protocol.DefaultEnv)
+			require.Eventually(t, b.Connected, waitFor, tick)
+
+			// Subscriptions are renewed on reconnect: commands are answered again.
+			require.Eventually(t, func() bool {
+				ctrl.send(b.Identity(), protocol.CommandHealth, []byte("{}"))
+				return ctrl.count(b.Identity(), protocol.SuffixHealth) > 0
+			}, waitFor, 50*time.Millisecond)
+			require.Zero(t, ctrl.count(b.Identity(), protocol.SuffixQueryBaseline), "queryBaseline only on a process's first connect")
+			if dies {
+				require.Never(t, func() bool { return ctrl.count(b.Identity(), protocol.SuffixHeartbeat) > 0 }, 10*interval, interval)
+			} else {
+				ctrl.await(b.Identity(), protocol.SuffixHeartbeat, 2)
+			}
+		})
+	}
+}
+
+func TestTLSAndCredentials(t *testing.T) {
+	dir := t.TempDir()
+	caPEM, serverCert := newTestCA(t)
+	caFile := filepath.Join(dir, "ca.pem")
+	require.NoError(t, os.WriteFile(caFile, caPEM, 0o600))
+	url := startBroker(t, broker.Config{
+		Username: "sim", Password: "secret",
+		TLS: &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12},
+	})
+
+	tlsCfg, err := TLSFromFiles(caFile, "", "")
+	require.NoError(t, err)
+	b := startBase(t, Config{Broker: url, TLS: tlsCfg, Username: "sim", Password: "secret"})
+	require.True(t, b.Connected())
+	require.Contains(t, b.Config().Broker, "ssl://")
+
+	bad, err := New(Config{Identity: "intruder", Broker: url, TLS: tlsCfg, Username: "sim", Password: "wrong"})
+	require.NoError(t, err)
+	require.Error(t, bad.Start(t.Context()), "bad credentials fail the start")
+
+	untrusted, err := New(Config{Identity: "untrusting", Broker: url, TLS: &tls.Config{MinVersion: tls.VersionTLS12}, Username: "sim", Password: "secret"})
+	require.NoError(t, err)
+	require.Error(t, untrusted.Start(t.Context()), "the server certificate is verified")
+
+	_, err = TLSFromFiles(caFile, caFile, "")
+	require.Error(t, err)
+	_, err = TLSFromFiles(filepath.Join(dir, "missing.pem"), "", "")
+	require.Error(t, err)
+}
+
+// newTestCA returns a CA certificate in PEM and a server certificate for 127.0.0.1 it
+// signed.
+func newTestCA(t *testing.T) ([]byte, tls.Certificate) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	ca, err := x509.ParseCertificate(caDER)
+	require.NoError(t, err)
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "broker"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func TestIdleBaseHasNoGoroutineOfItsOwn(t *testing.T) {
+	url := startBroker(t, brokerConfig())
+	b := startBase(t, Config{Broker: url, HeartbeatInterval: time.Hour})
+	require.True(t, b.Connected())
+	require.Eventually(t, func() bool {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		return !strings.Contains(stacks, "pkg/basesim.(*process)") && !strings.Contains(stacks, "pkg/basesim.(*Base)")
+	}, waitFor, tick)
+}
+
+func TestFleetOf200(t *testing.T) {
+	url := startBroker(t, brokerConfig())
+	ctrl := newController(t, url, protocol.DefaultEnv)
+	prefix := randomID("fleet")
+	before := runtime.NumGoroutine()
+	f, err := StartFleet(t.Context(), FleetConfig{
+		Base:           Config{Broker: url, HeartbeatInterval: 200 * time.Millisecond, ReceivedLimit: -1},
+		Count:          200,
+		IdentityPrefix: prefix,
+	})
+	require.NoError(t, err)
+	t.Cleanup(f.Stop)
+	require.Equal(t, 200, f.Len())
+	require.Equal(t, prefix+"-0", f.Base(0).Identity())
+	require.Equal(t, prefix+"-199", f.Bases()[199].Identity())
+
+	require.Eventually(t, func() bool { return len(ctrl.distinctBases(protocol.SuffixHeartbeat)) == 200 }, waitFor, 20*time.Millisecond)
+	require.Len(t, ctrl.distinctBases(protocol.SuffixQueryBaseline), 200)
+	require.Eventually(t, func() bool {
+		for _, b := range f.Bases() {
+			if b.PublishedCount(protocol.SuffixHeartbeat) < 3 {
+				return false
+			}
+		}
+		return true
+	}, waitFor, 20*time.Millisecond, "every base keeps beating")
+
+	// A base costs its paho client's 10 goroutines plus the broker's 2 for the
+	// connection, and nothing of its own but a heartbeat being published.
+	require.Eventually(t, func() bool {
+		perBase := float64(runtime.NumGoroutine()-before) / 200
+		t.Logf("goroutines per base: %.2f", perBase)
+		return perBase <= 12.1
+	}, waitFor, 20*time.Millisecond)
+
+	// Commands reach the right base.
+	ctrl.sendJSON(f.Base(42).Identity(), protocol.CommandInstallBiz, bizModel("biz1", "1"))
+	ctrl.await(f.Base(42).Identity(), protocol.SuffixBizOperation, 0)
+	require.Len(t, f.Base(42).Bizs(), 1)
+	require.Empty(t, f.Base(41).Bizs())
+
+	f.Stop()
+	for _, b := range f.Bases() {
+		require.False(t, b.Connected())
+	}
+}
+
+func TestFleetWithIPIdentities(t *testing.T) {
+	url := startBroker(t, brokerConfig())
+	ids := IPIdentities(netip.MustParseAddr("10.0.0.254"))
+	require.Equal(t, []string{"10.0.0.254", "10.0.0.255", "10.0.1.0"}, []string{ids(0), ids(1), ids(2)})
+	f, err := StartFleet(t.Context(), FleetConfig{Base: Config{Broker: url}, Count: 3, Identity: IPIdentities(netip.MustParseAddr("10.9.0.1"))})
+	require.NoError(t, err)
+	t.Cleanup(f.Stop)
+	require.Equal(t, "10.9.0.3", f.Base(2).Identity())
+	require.Equal(t, "10.9.0.3", f.Base(2).Config().LocalIP)
+
+	_, err = StartFleet(t.Context(), FleetConfig{Base: Config{Broker: url}, Count: 2, Identity: func(int) string { return "same" }})
+	require.ErrorContains(t, err, "duplicate identity")
+	_, err = StartFleet(t.Context(), FleetConfig{Base: Config{Broker: url}, Count: 1, IdentityPrefix: "UPPER"})
+	require.ErrorIs(t, err, protocol.ErrInvalidBaseID)
+}
