@@ -3,10 +3,15 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -345,6 +350,71 @@ func TestClusterLeavesNoProcess(t *testing.T) {
 			}
 		})
 	}
+}
+
+// helperEnv makes the test binary, re-executed by TestKilledTestLeavesNoProcess,
+// start a cluster in the named directory, print its PIDs and block until killed.
+const helperEnv = "MODULE_CONTROLLER_E2E_KILLED_HELPER_DIR"
+
+// TestKilledTestLeavesNoProcess starts a cluster in a child test process,
+// SIGKILLs that process (as a CI timeout or Ctrl-\ would) and checks that
+// Pdeathsig took every component down with it.
+func TestKilledTestLeavesNoProcess(t *testing.T) {
+	if dir := os.Getenv(helperEnv); dir != "" {
+		c, err := framework.Start(t.Context(), framework.Options{Dir: dir})
+		require.NoError(t, err)
+		line := "PIDS"
+		for _, pid := range c.PIDs() {
+			line += " " + strconv.Itoa(pid)
+		}
+		fmt.Println(line)
+		<-t.Context().Done() // never: the parent kills this process
+		return
+	}
+
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestKilledTestLeavesNoProcess$", "-test.timeout=5m")
+	cmd.Env = append(os.Environ(), helperEnv+"="+t.TempDir())
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	pidsLine := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			if strings.HasPrefix(s.Text(), "PIDS ") {
+				pidsLine <- s.Text()
+			}
+		}
+		close(pidsLine)
+	}()
+	var line string
+	select {
+	case line = <-pidsLine:
+	case <-time.After(framework.DefaultStartTimeout):
+	}
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	require.NotEmpty(t, line, "helper did not start a cluster; stderr:\n%s", stderr.String())
+
+	var pids []int
+	for _, f := range strings.Fields(line)[1:] {
+		pid, err := strconv.Atoi(f)
+		require.NoError(t, err)
+		pids = append(pids, pid)
+	}
+	require.Len(t, pids, len(framework.ControlPlaneBinaries))
+	// The kernel kills the children at once; init reaps them shortly after.
+	err = wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		for _, pid := range pids {
+			if !gone(pid) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	require.NoError(t, err, "control-plane processes %v survived their killed parent", pids)
 }
 
 // gone reports whether no process (pid > 0) or process group (pid < 0) exists.
