@@ -1,0 +1,194 @@
+// Command base-sim runs simulated Koupleless Java bases (pkg/basesim) against an MQTT
+// broker until it receives SIGINT or SIGTERM: one process can stand in for a fleet of
+// bases in end-to-end runs and benchmarks of module-controller.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	logruslogger "github.com/virtual-kubelet/virtual-kubelet/log/logrus"
+
+	"github.com/moduleops/module-controller/pkg/basesim"
+	"github.com/moduleops/module-controller/pkg/protocol"
+)
+
+// Environment variables read as flag defaults.
+const (
+	envUsername = "MQTT_USERNAME"
+	envPassword = "MQTT_PASSWORD"
+)
+
+// options are the command-line settings.
+type options struct {
+	count             int
+	env               string
+	broker            string
+	identityPrefix    string
+	firstIP           string
+	clientPrefix      string
+	name              string
+	version           string
+	clusterName       string
+	heartbeatInterval time.Duration
+	installDelay      time.Duration
+	failureRate       float64
+	activateNewModule bool
+	username          string
+	password          string
+	caFile            string
+	clientCert        string
+	clientKey         string
+	logLevel          string
+}
+
+// applyEnv fills the credentials not given as flags from the environment (flag > env >
+// empty). It runs after parsing so that --help never prints a secret as a default.
+func (o *options) applyEnv(fs *pflag.FlagSet, getenv func(string) string) {
+	if !fs.Changed("username") {
+		o.username = getenv(envUsername)
+	}
+	if !fs.Changed("password") {
+		o.password = getenv(envPassword)
+	}
+}
+
+func (o *options) addFlags(fs *pflag.FlagSet) {
+	fs.IntVar(&o.count, "count", 1, "number of bases to simulate")
+	fs.StringVar(&o.env, "env", protocol.DefaultEnv, "environment in the topics (koupleless_<env>/...), lower-cased like a real base")
+	fs.StringVar(&o.broker, "broker", basesim.DefaultBroker, "MQTT broker URL (tcp://host:port; ssl:// is used when --ca-file is set)")
+	fs.StringVar(&o.identityPrefix, "identity-prefix", "base", "bases are named <prefix>-<i>, i from 0 (lower-case DNS labels)")
+	fs.StringVar(&o.firstIP, "first-ip", "", "if set, bases are named by IP like real ones: this address, then the next ones (overrides --identity-prefix)")
+	fs.StringVar(&o.clientPrefix, "client-prefix", basesim.DefaultClientIDPrefix, "MQTT client id prefix (<prefix>@@@<identity>)")
+	fs.StringVar(&o.name, "name", basesim.DefaultName, "base application name (metadata and master biz)")
+	fs.StringVar(&o.version, "version", basesim.DefaultVersion, "base version (metadata and master biz)")
+	fs.StringVar(&o.clusterName, "cluster-name", basesim.DefaultClusterName, "cluster name in the base metadata")
+	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", basesim.DefaultHeartbeatInterval, "heartbeat period")
+	fs.DurationVar(&o.installDelay, "install-delay", 0, "how long each install stays RESOLVED before it starts")
+	fs.Float64Var(&o.failureRate, "failure-rate", 0, "probability in [0, 1] that an install fails")
+	fs.BoolVar(&o.activateNewModule, "activate-new-module", true, "JVM property activate.new.module: a new version of an active biz takes over (false: SOFAArk default, it starts DEACTIVATED)")
+	fs.StringVar(&o.username, "username", "", "MQTT user name (default: env "+envUsername+")")
+	fs.StringVar(&o.password, "password", "", "MQTT password (default: env "+envPassword+")")
+	fs.StringVar(&o.caFile, "ca-file", "", "PEM CA that signed the broker certificate; enables TLS")
+	fs.StringVar(&o.clientCert, "client-cert", "", "PEM client certificate for TLS (with --client-key)")
+	fs.StringVar(&o.clientKey, "client-key", "", "PEM client key for TLS (with --client-cert)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// fleetConfig validates the options and turns them into a fleet configuration.
+func (o *options) fleetConfig() (basesim.FleetConfig, error) {
+	var errs []error
+	if o.count < 1 {
+		errs = append(errs, fmt.Errorf("--count %d: want at least 1", o.count))
+	}
+	if o.failureRate < 0 || o.failureRate > 1 {
+		errs = append(errs, fmt.Errorf("--failure-rate %v: want a value in [0, 1]", o.failureRate))
+	}
+	if o.heartbeatInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--heartbeat-interval %s: want a positive duration", o.heartbeatInterval))
+	}
+	if o.installDelay < 0 {
+		errs = append(errs, fmt.Errorf("--install-delay %s: want a non-negative duration", o.installDelay))
+	}
+	if (o.clientCert != "" || o.clientKey != "") && o.caFile == "" {
+		errs = append(errs, errors.New("--client-cert and --client-key need --ca-file"))
+	}
+	activation := basesim.ActivateNew
+	if !o.activateNewModule {
+		activation = basesim.KeepOld
+	}
+	cfg := basesim.FleetConfig{
+		Count:          o.count,
+		IdentityPrefix: o.identityPrefix,
+		Base: basesim.Config{
+			Broker:            o.broker,
+			Username:          o.username,
+			Password:          o.password,
+			ClientIDPrefix:    o.clientPrefix,
+			Env:               o.env,
+			Name:              o.name,
+			Version:           o.version,
+			ClusterName:       o.clusterName,
+			HeartbeatInterval: o.heartbeatInterval,
+			InstallDelay:      o.installDelay,
+			FailureRate:       o.failureRate,
+			Activation:        activation,
+			// Keep exact counts only: a long run must not grow a command log per base.
+			ReceivedLimit: -1,
+		},
+	}
+	if o.firstIP != "" {
+		ip, err := netip.ParseAddr(o.firstIP)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--first-ip: %w", err))
+		} else {
+			cfg.Identity = basesim.IPIdentities(ip)
+		}
+	}
+	if o.caFile != "" {
+		tlsCfg, err := basesim.TLSFromFiles(o.caFile, o.clientCert, o.clientKey)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		cfg.Base.TLS = tlsCfg
+	}
+	return cfg, errors.Join(errs...)
+}
+
+func main() {
+	var o options
+	fs := pflag.NewFlagSet("base-sim", pflag.ContinueOnError)
+	o.addFlags(fs)
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return
+		}
+		os.Exit(2)
+	}
+	o.applyEnv(fs, os.Getenv)
+
+	l := logrus.New()
+	level, err := logrus.ParseLevel(o.logLevel)
+	if err != nil {
+		l.WithError(err).Fatal("invalid --log-level")
+	}
+	l.SetLevel(level)
+	log.L = logruslogger.FromLogrus(logrus.NewEntry(l))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		log.G(ctx).WithError(err).Fatal("base-sim failed")
+	}
+}
+
+// run starts the fleet and keeps it running until ctx is cancelled.
+func run(ctx context.Context, o options) error {
+	cfg, err := o.fleetConfig()
+	if err != nil {
+		return fmt.Errorf("invalid flags: %w", err)
+	}
+	logger := log.G(ctx).WithField("broker", cfg.Base.Broker).WithField("count", cfg.Count)
+	begin := time.Now()
+	fleet, err := basesim.StartFleet(ctx, cfg)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while starting
+		}
+		return err
+	}
+	logger.WithField("took", time.Since(begin).String()).Info("simulated bases running")
+	<-ctx.Done()
+	logger.Info("stopping simulated bases")
+	fleet.Stop()
+	return nil
+}
