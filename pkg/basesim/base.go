@@ -34,7 +34,7 @@ var (
 type Base struct {
 	cfg      Config
 	clientID string
-	log      log.Logger // set by Start
+	logp     atomic.Pointer[loggerBox] // replaced by Start
 
 	knobs    knobs
 	silenced atomic.Bool
@@ -57,13 +57,19 @@ func New(cfg Config) (*Base, error) {
 	b := &Base{
 		cfg:       cfg,
 		clientID:  cfg.ClientIDPrefix + "@@@" + cfg.Identity,
-		log:       log.L,
 		recv:      newReceived(cfg.ReceivedLimit),
 		published: map[string]int{},
 	}
 	b.knobs.init(cfg)
+	b.logp.Store(&loggerBox{log.L.WithField("base", cfg.Identity)})
 	return b, nil
 }
+
+// loggerBox lets a log.Logger of any concrete type sit in an atomic.Pointer.
+type loggerBox struct{ l log.Logger }
+
+// logger returns the base's logger: the one of Start's context, with field "base".
+func (b *Base) logger() log.Logger { return b.logp.Load().l }
 
 // Identity returns the base ID.
 func (b *Base) Identity() string { return b.cfg.Identity }
@@ -94,7 +100,7 @@ func (b *Base) Start(ctx context.Context) error {
 		b.mu.Unlock()
 		return ErrAlreadyStarted
 	}
-	b.log = log.G(ctx).WithField("base", b.cfg.Identity)
+	b.logp.Store(&loggerBox{log.G(ctx).WithField("base", b.cfg.Identity)})
 	p := b.newProcess()
 	b.proc = p
 	b.mu.Unlock()
@@ -108,7 +114,7 @@ func (b *Base) Start(ctx context.Context) error {
 		p.kill()
 		return err
 	}
-	b.log.Info("simulated base started")
+	b.logger().Info("simulated base started")
 	return nil
 }
 
@@ -136,7 +142,7 @@ func (b *Base) Stop() {
 		p.kill()
 	}
 	if !already && p != nil {
-		b.log.Info("simulated base stopped")
+		b.logger().Info("simulated base stopped")
 	}
 }
 
@@ -164,7 +170,7 @@ func (b *Base) Restart(ctx context.Context) error {
 	// Kill the old client before the new one connects: two live clients with one client id
 	// would keep taking the session from each other.
 	old.kill()
-	b.log.Info("simulated base restarting")
+	b.logger().Info("simulated base restarting")
 	if d := b.cfg.RestartDowntime; d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -378,14 +384,14 @@ func (p *process) onConnect(c paho.Client) {
 	err := p.wait(c.SubscribeMultiple(filters, p.onMessage))
 	if err != nil {
 		err = fmt.Errorf("subscribe to commands: %w", err)
-		b.log.WithError(err).Warn("subscription failed")
+		b.logger().WithError(err).Warn("subscription failed")
 		if !p.connected.Load() {
 			p.markReady(err)
 		}
 		return
 	}
 	if !p.connected.CompareAndSwap(false, true) {
-		b.log.Info("reconnected to broker")
+		b.logger().Info("reconnected to broker")
 		return
 	}
 	meta := b.metadata()
@@ -401,7 +407,7 @@ func (p *process) onConnectionLost(_ paho.Client, err error) {
 	if p.ctx.Err() != nil {
 		return
 	}
-	p.b.log.WithError(err).Warn("connection to broker lost")
+	p.b.logger().WithError(err).Warn("connection to broker lost")
 }
 
 // wait waits for a paho token, the publish timeout or the end of the process.
@@ -455,11 +461,11 @@ func (p *process) reply(suffix string, data any, command string) {
 	err := p.publishData(suffix, data)
 	switch {
 	case err == nil:
-		p.b.log.WithField("command", command).Debug("reply published")
+		p.b.logger().WithField("command", command).Debug("reply published")
 	case errors.Is(err, ErrSilenced), errors.Is(err, ErrStopped):
-		p.b.log.WithField("command", command).Debug("reply dropped")
+		p.b.logger().WithField("command", command).Debug("reply dropped")
 	default:
-		p.b.log.WithField("command", command).WithError(err).Warn("reply not published")
+		p.b.logger().WithField("command", command).WithError(err).Warn("reply not published")
 	}
 }
 
@@ -501,13 +507,13 @@ func (p *process) beat(due time.Time) {
 	err := p.publishData(protocol.SuffixHeartbeat, status)
 	switch {
 	case err == nil:
-		b.log.Debug("heartbeat published")
+		b.logger().Debug("heartbeat published")
 	case errors.Is(err, ErrSilenced), errors.Is(err, ErrStopped):
 	case b.cfg.HeartbeatStopsOnError:
 		p.stopHeartbeats()
-		b.log.WithError(err).Warn("heartbeat failed, heartbeat task dead until restart")
+		b.logger().WithError(err).Warn("heartbeat failed, heartbeat task dead until restart")
 	default:
-		b.log.WithError(err).Warn("heartbeat failed")
+		b.logger().WithError(err).Warn("heartbeat failed")
 	}
 }
 
@@ -548,7 +554,7 @@ func (p *process) onMessage(_ paho.Client, m paho.Message) {
 	}
 	p.b.recv.add(cmd)
 
-	logger := p.b.log.WithField("command", name).WithField("topic", topic)
+	logger := p.b.logger().WithField("command", name).WithField("topic", topic)
 	if p.ctx.Err() != nil {
 		return
 	}

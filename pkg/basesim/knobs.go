@@ -108,7 +108,7 @@ func (b *Base) SetActivateNewModule(on bool) {
 // SendRaw and PublishRaw still work.
 func (b *Base) Silence(on bool) {
 	b.silenced.Store(on)
-	b.log.WithField("silenced", on).Info("silence changed")
+	b.logger().WithField("silenced", on).Info("silence changed")
 }
 
 // Silenced reports whether the base is silenced.
@@ -122,7 +122,7 @@ func (b *Base) Silenced() bool {
 func (b *Base) StopHeartbeats() {
 	if p := b.current(); p != nil {
 		p.stopHeartbeats()
-		b.log.Info("heartbeats stopped")
+		b.logger().Info("heartbeats stopped")
 	}
 }
 
