@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -312,24 +313,32 @@ func await(t *testing.T, tok paho.Token) error {
 // start all leave no component process or process group behind.
 func TestClusterLeavesNoProcess(t *testing.T) {
 	tests := []struct {
-		name    string
-		opts    framework.Options
-		cancel  string // cancel the start once this component has started
-		wantErr bool
+		name       string
+		opts       framework.Options
+		cancel     string // cancel the start once this component has started
+		wantErr    bool
+		wantStarts int // expected apiserver starts, if not 1
 	}{
 		{name: "stop after start"},
 		{name: "failing apiserver", opts: framework.Options{ExtraArgs: map[string][]string{"kube-apiserver": {"--no-such-flag"}}}, wantErr: true},
 		{name: "cancelled start", cancel: "kube-apiserver", wantErr: true},
+		{name: "port taken on every attempt", opts: framework.Options{ExtraArgs: map[string][]string{
+			"kube-apiserver": {"--secure-port=" + strconv.Itoa(heldPort(t))},
+		}}, wantErr: true, wantStarts: 3},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			pids := map[string]int{}
+			pids := map[int]string{}
+			apiserverStarts := 0
 			opts := tc.opts
 			opts.Dir = t.TempDir()
 			opts.OnProcessStart = func(name string, pid int) {
-				pids[name] = pid
+				pids[pid] = name
+				if name == "kube-apiserver" {
+					apiserverStarts++
+				}
 				if name == tc.cancel {
 					cancel()
 				}
@@ -340,16 +349,28 @@ func TestClusterLeavesNoProcess(t *testing.T) {
 				t.Logf("start failed as expected: %.300s", err)
 			} else {
 				require.NoError(t, err)
-				require.Equal(t, pids, c.PIDs())
+				for name, pid := range c.PIDs() {
+					require.Equal(t, name, pids[pid])
+				}
 				require.NoError(t, c.Stop())
 			}
 			require.NotEmpty(t, pids)
-			for name, pid := range pids {
+			require.Equal(t, max(tc.wantStarts, 1), apiserverStarts)
+			for pid, name := range pids {
 				require.True(t, gone(pid), "%s (pid %d) still running", name, pid)
 				require.True(t, gone(-pid), "process group of %s (pgid %d) still has members", name, pid)
 			}
 		})
 	}
+}
+
+// heldPort returns a loopback port that stays bound until the test ends.
+func heldPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 // helperEnv makes the test binary, re-executed by TestKilledTestLeavesNoProcess,

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -98,11 +99,7 @@ func LaunchBroker(ctx context.Context, dir string, kind BrokerKind, opts ...Brok
 	for _, opt := range opts {
 		opt(&o)
 	}
-	ports, err := freePorts(1)
-	if err != nil {
-		return nil, err
-	}
-	b := &Broker{Kind: kind, Address: hostPort(ports[0]), Username: o.username, Password: o.password}
+	b := &Broker{Kind: kind, Username: o.username, Password: o.password}
 	scheme := "tcp"
 	var serverTLS *keyPair
 	if o.tls {
@@ -124,31 +121,50 @@ func LaunchBroker(ctx context.Context, dir string, kind BrokerKind, opts ...Brok
 		pool.AddCert(ca.cert)
 		b.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	b.URL = scheme + "://" + b.Address
-
-	switch kind {
-	case Embedded:
-		cfg := broker.Config{Address: b.Address, Username: o.username, Password: o.password}
-		if serverTLS != nil {
-			cert, err := tls.X509KeyPair(serverTLS.certPEM, serverTLS.keyPEM)
-			if err != nil {
-				return nil, err
-			}
-			cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		}
-		b.backend = &embeddedBroker{cfg: cfg}
-	case Mosquitto:
-		m, err := newMosquitto(dir, b.Address, o, serverTLS)
+	var serverCfg *tls.Config
+	if serverTLS != nil {
+		cert, err := tls.X509KeyPair(serverTLS.certPEM, serverTLS.keyPEM)
 		if err != nil {
 			return nil, err
 		}
-		b.backend = m
+		serverCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	switch kind {
+	case Embedded:
+		// In process the listener binds port 0 itself: no race for the port.
+		e := &embeddedBroker{cfg: broker.Config{Address: "127.0.0.1:0", Username: o.username, Password: o.password, TLS: serverCfg}}
+		if err := e.start(ctx); err != nil {
+			return nil, err
+		}
+		b.Address = e.cfg.Address
+		b.backend = e
+	case Mosquitto:
+		// The free port is released before mosquitto binds it; if another
+		// process takes it in between, try another one.
+		for attempt := 1; ; attempt++ {
+			ports, err := freePorts(1)
+			if err != nil {
+				return nil, err
+			}
+			b.Address = hostPort(ports[0])
+			m, err := newMosquitto(dir, b.Address, o, serverTLS)
+			if err != nil {
+				return nil, err
+			}
+			err = m.start(ctx)
+			if err == nil {
+				b.backend = m
+				break
+			}
+			if !errors.Is(err, errPortInUse) || attempt == maxStartAttempts {
+				return nil, err
+			}
+		}
 	default:
 		return nil, fmt.Errorf("unknown broker kind %q", kind)
 	}
-	if err := b.backend.start(ctx); err != nil {
-		return nil, err
-	}
+	b.URL = scheme + "://" + b.Address
 	return b, nil
 }
 
@@ -194,6 +210,7 @@ func (e *embeddedBroker) start(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("start embedded broker: %w", err)
 	}
+	e.cfg.Address = br.Addr() // a restart binds the same port again
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.cancel, e.done = cancel, make(chan error, 1)
 	go func() { e.done <- br.Run(runCtx) }()
@@ -274,6 +291,11 @@ func newMosquitto(dir, address string, o brokerOptions, serverTLS *keyPair) (*mo
 }
 
 func (m *mosquittoBroker) start(ctx context.Context) error {
+	// The log is kept across restarts; this start's lines begin at offset.
+	var offset int64
+	if st, err := os.Stat(m.logPath); err == nil {
+		offset = st.Size()
+	}
 	p, err := startProcess("mosquitto", m.bin, []string{"-c", m.config}, m.logPath)
 	if err != nil {
 		return err
@@ -281,7 +303,15 @@ func (m *mosquittoBroker) start(ctx context.Context) error {
 	m.proc = p
 	err = retryUntil(ctx, func() error {
 		if p.exited() {
+			if p.lostPort() {
+				return errStop{fmt.Errorf("%w: %w", errPortInUse, p.exitError())}
+			}
 			return errStop{p.exitError()}
+		}
+		// mosquitto logs "running" once every listener is open; a bare dial
+		// could reach another process that took the port.
+		if !logContainsAfter(m.logPath, offset, " running") {
+			return errors.New("mosquitto not running yet")
 		}
 		conn, err := net.DialTimeout("tcp", m.address, time.Second)
 		if err != nil {
@@ -307,17 +337,34 @@ func (m *mosquittoBroker) stop() error {
 
 func (m *mosquittoBroker) logTail(lines int) string { return tailFile(m.logPath, lines) }
 
+// logContainsAfter reports whether the file contains substr after offset.
+func logContainsAfter(path string, offset int64, substr string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = f.Close() }()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return false
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	return err == nil && strings.Contains(string(data), substr)
+}
+
 // errStop ends retryUntil early with the wrapped error.
 type errStop struct{ error }
 
 func (e errStop) Unwrap() error { return e.error }
 
-// retryUntil calls f every pollInterval until it returns nil or an errStop,
+// brokerPollInterval is short: mosquitto is up in a few milliseconds.
+const brokerPollInterval = 50 * time.Millisecond
+
+// retryUntil calls f every brokerPollInterval until it returns nil or an errStop,
 // or brokerStartTimeout or ctx ends.
 func retryUntil(ctx context.Context, f func() error) error {
 	ctx, cancel := context.WithTimeout(ctx, brokerStartTimeout)
 	defer cancel()
-	t := time.NewTicker(pollInterval)
+	t := time.NewTicker(brokerPollInterval)
 	defer t.Stop()
 	for {
 		err := f()

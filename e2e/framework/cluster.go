@@ -113,29 +113,53 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	} else if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			_ = c.Stop()
-		}
-	}()
-
 	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
 	defer cancel()
+	// The free ports are released before the components bind them (the
+	// apiserver binds a second or two after it starts), so another process
+	// may take one in between; then start again on other ports.
+	for attempt := 1; ; attempt++ {
+		err = c.launch(ctx, opts)
+		if err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, errPortInUse) || attempt == maxStartAttempts {
+			return nil, errors.Join(err, c.Stop())
+		}
+		if err := c.stopProcesses(); err != nil {
+			return nil, errors.Join(err, c.Stop())
+		}
+		c.procs = nil
+	}
+}
 
+// maxStartAttempts bounds retries after a component lost its port to another process.
+const maxStartAttempts = 3
+
+// errPortInUse marks a start that failed because a port was taken.
+var errPortInUse = errors.New("port taken by another process")
+
+// launch generates credentials, starts the components and waits until they
+// are healthy. On error the caller stops what was started.
+func (c *Cluster) launch(ctx context.Context, opts Options) (err error) {
+	// A previous attempt's etcd data would name other peer URLs.
+	if err := os.RemoveAll(filepath.Join(c.Dir, "etcd")); err != nil {
+		return err
+	}
 	ports, err := freePorts(5)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	etcdPort, peerPort, apiPort, schedPort, kcmPort := ports[0], ports[1], ports[2], ports[3], ports[4]
 	server := "https://" + hostPort(apiPort)
 
 	p, err := c.writePKI()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	creds, err := c.writeComponentCredentials(p, server, schedPort, kcmPort)
 	if err != nil {
-		return nil, err
+		return err
 	}
 
 	etcdURL := "http://" + hostPort(etcdPort)
@@ -234,26 +258,26 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	// scheduler and controller manager come after /readyz: with delegated
 	// authentication they exit if they cannot read the client CA at start-up.
 	if err := start("etcd", "kube-apiserver"); err != nil {
-		return nil, err
+		return err
 	}
 
 	c.Kubeconfig = creds.adminKubeconfig
 	if c.Config, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig); err != nil {
-		return nil, fmt.Errorf("load admin kubeconfig: %w", err)
+		return fmt.Errorf("load admin kubeconfig: %w", err)
 	}
 	c.Config.QPS, c.Config.Burst = 100, 200
 	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
-		return nil, fmt.Errorf("admin client: %w", err)
+		return fmt.Errorf("admin client: %w", err)
 	}
 
 	if err := c.waitFor(ctx, "kube-apiserver /readyz", func(ctx context.Context) error {
 		_, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		return err
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	if err := start("kube-scheduler", "kube-controller-manager"); err != nil {
-		return nil, err
+		return err
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(c.caPEM)
@@ -265,7 +289,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		if err := c.waitFor(ctx, name+" /healthz", func(ctx context.Context) error {
 			return healthz(ctx, hc, "https://"+hostPort(port)+"/healthz")
 		}); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	// Pods are admitted only with a ServiceAccount; its appearance proves the
@@ -277,9 +301,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		}
 		return err
 	}); err != nil {
-		return nil, err
+		return err
 	}
-	return c, nil
+	return nil
 }
 
 // componentCredentials are the files each component is started with.
@@ -403,7 +427,11 @@ func (c *Cluster) waitFor(ctx context.Context, what string, check func(context.C
 	for {
 		for _, p := range c.procs {
 			if p.exited() {
-				return fmt.Errorf("waiting for %s: %w", what, p.exitError())
+				err := p.exitError()
+				if p.lostPort() {
+					err = fmt.Errorf("%w: %w", errPortInUse, err)
+				}
+				return fmt.Errorf("waiting for %s: %w", what, err)
 			}
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -429,16 +457,22 @@ func (c *Cluster) waitFor(ctx context.Context, what string, check func(context.C
 // gone), and etcd waits for the apiserver's gRPC streams.
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
-		var errs []error
-		for _, p := range slices.Backward(c.procs) {
-			errs = append(errs, p.stop(c.stopGrace))
-		}
+		errs := []error{c.stopProcesses()}
 		if c.removeDir {
 			errs = append(errs, os.RemoveAll(c.Dir))
 		}
 		c.stopErr = errors.Join(errs...)
 	})
 	return c.stopErr
+}
+
+// stopProcesses stops the components in reverse start order.
+func (c *Cluster) stopProcesses() error {
+	var errs []error
+	for _, p := range slices.Backward(c.procs) {
+		errs = append(errs, p.stop(c.stopGrace))
+	}
+	return errors.Join(errs...)
 }
 
 // PIDs returns the process ID of each component by name.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -26,6 +27,9 @@ type process struct {
 	logPath string
 	done    chan struct{} // closed when the process has exited and been reaped
 	waitErr error         // valid after done is closed
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 func startProcess(name, bin string, args []string, logPath string) (*process, error) {
@@ -67,9 +71,22 @@ func (p *process) exitError() error {
 	return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", p.name, p.waitErr, p.logPath, tailFile(p.logPath, 30))
 }
 
+// lostPort reports whether the process exited because a port it was to
+// listen on was taken (etcd, the Kubernetes components and mosquitto all log
+// the kernel's message).
+func (p *process) lostPort() bool {
+	return p.exited() && strings.Contains(strings.ToLower(tailFile(p.logPath, 50)), "address already in use")
+}
+
 // stop sends SIGTERM to the process group, then SIGKILL after grace, and waits
-// until the process is reaped. It is safe to call more than once.
+// until the process is reaped. Only the first call signals: once the group is
+// gone its id may be reused.
 func (p *process) stop(grace time.Duration) error {
+	p.stopOnce.Do(func() { p.stopErr = p.terminate(grace) })
+	return p.stopErr
+}
+
+func (p *process) terminate(grace time.Duration) error {
 	pgid := p.pid() // Setpgid: the group id is the child's pid
 	if !p.exited() {
 		signalGroup(pgid, syscall.SIGTERM)
