@@ -69,8 +69,9 @@ func run() error {
 	fmt.Printf("control plane ready in %s\n", time.Since(began).Round(100*time.Millisecond))
 	fmt.Printf("kubeconfig: %s\n", out)
 	fmt.Printf("logs:       %s\n", c.Dir)
-	for name, pid := range c.PIDs() {
-		fmt.Printf("  %-24s pid %d\n", name, pid)
+	pids := c.PIDs()
+	for _, name := range framework.ControlPlaneBinaries {
+		fmt.Printf("  %-24s pid %d\n", name, pids[name])
 	}
 	fmt.Println("press Ctrl-C (or send SIGTERM) to stop")
 	<-ctx.Done()
