@@ -1,0 +1,168 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// ControllerOptions configures a module-controller process.
+type ControllerOptions struct {
+	// Kubeconfig the controller uses.
+	Kubeconfig string
+	// Env is the tunnel environment.
+	Env string
+	// BrokerURL is an external broker (tcp://host:port). Empty serves the
+	// embedded broker on a free loopback port, read back from EmbeddedBroker.
+	BrokerURL string
+	// Args are extra flags.
+	Args []string
+}
+
+// Controller is a running module-controller binary.
+type Controller struct {
+	opts           ControllerOptions
+	bin, dir       string
+	proc           *process
+	starts         int
+	healthAddr     string
+	metricsAddr    string
+	EmbeddedBroker string // tcp://127.0.0.1:port when the embedded broker is served
+}
+
+// ControllerBinary returns <repo>/bin/module-controller, built by `make build`.
+func ControllerBinary() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(root, "bin", "module-controller")
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("%s missing: run `make build` (make e2e does): %w", bin, err)
+	}
+	return bin, nil
+}
+
+// StartController starts module-controller for the test, waits until it is
+// ready and stops it on cleanup, printing its log if the test failed.
+func StartController(t testing.TB, opts ControllerOptions) *Controller {
+	t.Helper()
+	bin, err := ControllerBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Controller{opts: opts, bin: bin, dir: t.TempDir(), healthAddr: hostPort(ports[0]), metricsAddr: hostPort(ports[1])}
+	if opts.BrokerURL == "" {
+		c.EmbeddedBroker = "tcp://" + hostPort(ports[2])
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("module-controller log (last 400 lines):\n%s", c.LogTail(400))
+		}
+		if c.proc != nil {
+			_ = c.proc.stop(DefaultStopGrace)
+		}
+	})
+	if err := c.start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// BrokerURL is the broker bases should connect to.
+func (c *Controller) BrokerURL() string {
+	if c.EmbeddedBroker != "" {
+		return c.EmbeddedBroker
+	}
+	return c.opts.BrokerURL
+}
+
+func (c *Controller) start(ctx context.Context) error {
+	args := []string{
+		"--kubeconfig=" + c.opts.Kubeconfig,
+		"--env=" + c.opts.Env,
+		"--health-address=" + c.healthAddr,
+		"--metrics-address=" + c.metricsAddr,
+		"--log-level=debug",
+	}
+	if c.EmbeddedBroker != "" {
+		args = append(args, "--embedded-broker-address="+c.EmbeddedBroker[len("tcp://"):])
+	} else {
+		args = append(args, "--mqtt-broker="+c.opts.BrokerURL)
+	}
+	args = append(args, c.opts.Args...)
+	c.starts++
+	p, err := startProcess("module-controller", c.bin, args, filepath.Join(c.dir, "module-controller-"+strconv.Itoa(c.starts)+".log"))
+	if err != nil {
+		return err
+	}
+	c.proc = p
+	return c.waitReady(ctx, 60*time.Second)
+}
+
+// waitReady polls /readyz until it answers 200.
+func (c *Controller) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	hc := &http.Client{Timeout: time.Second}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if c.proc.exited() {
+			return c.proc.exitError()
+		}
+		resp, err := hc.Get("http://" + c.healthAddr + "/readyz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("module-controller not ready: %w; log:\n%s", ctx.Err(), c.LogTail(30))
+		case <-tick.C:
+		}
+	}
+}
+
+// Restart stops the controller (SIGTERM) and starts it again with the same
+// settings, waiting until it is ready.
+func (c *Controller) Restart(ctx context.Context) error {
+	if err := c.proc.stop(DefaultStopGrace); err != nil {
+		return err
+	}
+	return c.start(ctx)
+}
+
+// Stop stops the controller.
+func (c *Controller) Stop() error { return c.proc.stop(DefaultStopGrace) }
+
+// Metrics returns the controller's Prometheus exposition text.
+func (c *Controller) Metrics() (string, error) {
+	resp, err := http.Get("http://" + c.metricsAddr + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// LogTail returns the last lines of the current process's log.
+func (c *Controller) LogTail(lines int) string {
+	if c.proc == nil {
+		return ""
+	}
+	return tailFile(c.proc.logPath, lines)
+}
