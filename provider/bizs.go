@@ -295,6 +295,11 @@ func (p *Provider) OnBizOperation(op protocol.BizOperation, publishedAt time.Tim
 			}
 			p.setRecord(key, &bizRecord{state: state, changed: publishedAt, seen: publishedAt, message: firstLine(op.ErrorMessage())})
 			delete(p.installs, key)
+			if p.otherVersions(op.BizName, op.BizVersion) {
+				// Installing a version next to another one switches which is
+				// active; only the biz list tells what became of the other.
+				p.needQuery = true
+			}
 		case protocol.OutcomeRepeat:
 			// Already there: learn its state from the biz list.
 			p.needQuery = true
@@ -404,6 +409,16 @@ func (p *Provider) OnBatchInstall(res protocol.BatchInstallResult, publishedAt t
 	p.needQuery = true
 	p.mu.Unlock()
 	p.sync()
+}
+
+// otherVersions reports whether the base has another version of name.
+func (p *Provider) otherVersions(name, version string) bool {
+	for key := range p.bizs {
+		if n, v := splitKey(key); n == name && v != version {
+			return true
+		}
+	}
+	return false
 }
 
 // setRecord stores what the base reported unless a newer report is known.

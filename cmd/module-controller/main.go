@@ -132,6 +132,9 @@ func run(ctx context.Context, opts config.Options) error {
 		HealthInterval:     opts.HealthInterval,
 		NodeLeaseDuration:  opts.NodeLeaseDuration,
 		LeaseRenewInterval: opts.LeaseRenewInterval,
+		InstallTimeout:     opts.InstallTimeout,
+		QueryInterval:      opts.QueryInterval,
+		UninstallOrphans:   opts.UninstallOrphans,
 		Registerer:         registry,
 	})
 	if err != nil {

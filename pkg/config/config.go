@@ -30,6 +30,8 @@ const (
 	DefaultNodeLeaseDuration  = 40 * time.Second
 	DefaultLeaseRenewInterval = 20 * time.Second
 	DefaultMaxPods            = 110
+	DefaultInstallTimeout     = 30 * time.Second
+	DefaultQueryInterval      = 15 * time.Second
 	DefaultKubeAPIQPS         = 200
 	DefaultKubeAPIBurst       = 400
 	DefaultLogLevel           = "info"
@@ -73,6 +75,12 @@ type Options struct {
 	MaxPods int
 	// EnvTaint adds the schedule.koupleless.io/node-env=<env>:NoExecute taint.
 	EnvTaint bool
+	// InstallTimeout is how long an install may go unanswered before a retry.
+	InstallTimeout time.Duration
+	// QueryInterval is how often each base is asked for its biz list.
+	QueryInterval time.Duration
+	// UninstallOrphans uninstalls bizs no pod asks for that this controller installed.
+	UninstallOrphans bool
 
 	// MetricsAddress serves /metrics; HealthAddress serves /healthz and /readyz.
 	MetricsAddress, HealthAddress string
@@ -115,6 +123,9 @@ var settings = []setting{
 	{"lease-renew-interval", "LEASE_RENEW_INTERVAL"},
 	{"max-pods", "MAX_PODS"},
 	{"env-taint", "ENV_TAINT"},
+	{"install-timeout", "INSTALL_TIMEOUT"},
+	{"query-interval", "QUERY_INTERVAL"},
+	{"uninstall-orphans", "UNINSTALL_ORPHANS"},
 	{"metrics-address", "METRICS_ADDRESS"},
 	{"health-address", "HEALTH_ADDRESS"},
 	{"log-level", "LOG_LEVEL"},
@@ -145,6 +156,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.LeaseRenewInterval, "lease-renew-interval", DefaultLeaseRenewInterval, "how often each virtual node's Lease is renewed")
 	fs.IntVar(&o.MaxPods, "max-pods", DefaultMaxPods, "pod capacity of each virtual node")
 	fs.BoolVar(&o.EnvTaint, "env-taint", false, "also taint nodes schedule.koupleless.io/node-env=<env>:NoExecute, as the reference controller did")
+	fs.DurationVar(&o.InstallTimeout, "install-timeout", DefaultInstallTimeout, "query the base and retry an install or uninstall unanswered for this long")
+	fs.DurationVar(&o.QueryInterval, "query-interval", DefaultQueryInterval, "how often each base is asked for its full biz list")
+	fs.BoolVar(&o.UninstallOrphans, "uninstall-orphans", false, "uninstall bizs that no pod asks for, if this controller installed them (never bizs baked into the base)")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", DefaultMetricsAddress, "address serving Prometheus /metrics")
 	fs.StringVar(&o.HealthAddress, "health-address", DefaultHealthAddress, "address serving /healthz and /readyz")
 	fs.StringVar(&o.LogLevel, "log-level", DefaultLogLevel, "log level: trace, debug, info, warn or error")
@@ -212,7 +226,7 @@ func (o *Options) Validate() error {
 	}
 	positive := map[string]time.Duration{
 		"--message-max-age": o.MessageMaxAge, "--unreachable-after": o.UnreachableAfter, "--remove-after": o.RemoveAfter,
-		"--health-interval": o.HealthInterval, "--node-lease-duration": o.NodeLeaseDuration, "--lease-renew-interval": o.LeaseRenewInterval,
+		"--health-interval": o.HealthInterval, "--install-timeout": o.InstallTimeout, "--query-interval": o.QueryInterval, "--node-lease-duration": o.NodeLeaseDuration, "--lease-renew-interval": o.LeaseRenewInterval,
 	}
 	for name, d := range positive {
 		if d <= 0 {

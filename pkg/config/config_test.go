@@ -1,0 +1,55 @@
+package config
+
+import (
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/stretchr/testify/require"
+)
+
+func parse(t *testing.T, args []string, env map[string]string) *Options {
+	t.Helper()
+	var o Options
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	require.NoError(t, fs.Parse(args))
+	o.ApplyEnv(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	o.Normalize()
+	return &o
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	o := parse(t, nil, nil)
+	require.NoError(t, o.Validate())
+	require.Equal(t, "default", o.Env, "a stock base publishes under env default")
+	require.Equal(t, 25*time.Second, o.UnreachableAfter)
+	require.Equal(t, "tcp://:1883", o.BrokerURL())
+}
+
+func TestEnvironmentFallbackAndFlagPrecedence(t *testing.T) {
+	o := parse(t, []string{"--mqtt-port=8883"}, map[string]string{
+		"ENV": "DEV", "MQTT_BROKER": "broker.example", "MQTT_PORT": "1884", "MQTT_USERNAME": "u", "REMOVE_AFTER": "2m",
+	})
+	require.NoError(t, o.Validate())
+	require.Equal(t, "dev", o.Env, "env is lower-cased like the base does")
+	require.Equal(t, 8883, o.MQTTPort, "a flag wins over its environment variable")
+	require.Equal(t, "u", o.MQTTUsername)
+	require.Equal(t, 2*time.Minute, o.RemoveAfter)
+	require.Equal(t, "tcp://broker.example:8883", o.BrokerURL())
+}
+
+func TestValidateListsEveryProblem(t *testing.T) {
+	o := parse(t, []string{"--unreachable-after=2m", "--max-pods=0", "--log-level=loud", "--mqtt-client-crt-path=/nonexistent"},
+		map[string]string{"MQTT_PORT": "not-a-number"})
+	err := o.Validate()
+	require.Error(t, err)
+	for _, want := range []string{"$MQTT_PORT", "--unreachable-after", "--max-pods", "--log-level", "go together", "needs TLS", "/nonexistent"} {
+		require.ErrorContains(t, err, want)
+	}
+}
+
+func TestTLSBrokerURL(t *testing.T) {
+	o := parse(t, []string{"--mqtt-broker=b.example", "--mqtt-ca-path=" + t.TempDir()}, nil)
+	require.Equal(t, "ssl://b.example:1883", o.BrokerURL())
+}
