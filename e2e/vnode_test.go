@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -249,4 +250,32 @@ func sampleDeployment(t *testing.T) *appsv1.Deployment {
 func cutNode(name, env string) (string, string, bool) {
 	e, id, ok := protocol.BaseIDFromNodeName(name)
 	return id, e, ok && e == env
+}
+
+// TestInClusterBaseGetsZoneOfItsHost: a base running as a Pod (its heartbeat
+// IP is the Pod's IP) gets the zone and region of the real node hosting it.
+func TestInClusterBaseGetsZoneOfItsHost(t *testing.T) {
+	e := newEnv(t, "embedded")
+	host := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+		Name:   "host-" + e.name,
+		Labels: map[string]string{"topology.kubernetes.io/zone": "zone-b", "topology.kubernetes.io/region": "region-1"},
+	}}
+	_, err := e.client.CoreV1().Nodes().Create(t.Context(), host, metav1.CreateOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.client.CoreV1().Nodes().Delete(context.Background(), host.Name, metav1.DeleteOptions{}) })
+	basePod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "java-base", Namespace: e.namespace},
+		Spec: corev1.PodSpec{NodeName: host.Name, Containers: []corev1.Container{{Name: "base", Image: "example.test/base:1"}}},
+	}
+	basePod, err = e.client.CoreV1().Pods(e.namespace).Create(t.Context(), basePod, metav1.CreateOptions{})
+	require.NoError(t, err)
+	basePod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.244.7.7", PodIPs: []corev1.PodIP{{IP: "10.244.7.7"}}}
+	_, err = e.client.CoreV1().Pods(e.namespace).UpdateStatus(t.Context(), basePod, metav1.UpdateOptions{})
+	require.NoError(t, err)
+
+	e.startBase("10.244.7.7", nil)
+	n := e.waitNode("10.244.7.7", "zone from the host node", func(n *corev1.Node) bool {
+		return n.Labels["topology.kubernetes.io/zone"] == "zone-b"
+	})
+	require.Equal(t, "region-1", n.Labels["topology.kubernetes.io/region"])
 }
