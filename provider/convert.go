@@ -140,6 +140,7 @@ type containerView struct {
 	failure     string     // last install failure reported by the base
 	inventory   bool       // the base's biz list is known
 	uninstalled time.Time  // when the deleted pod's biz was confirmed gone
+	keptFor     string     // deleted pod: the live pod its biz stays on the base for
 	uninstall   string     // an uninstall is pending; its failure, if any
 }
 
@@ -174,8 +175,11 @@ func containerStatus(v containerView, prev *corev1.ContainerStatus) corev1.Conta
 		return waiting(ReasonInvalidBiz, v.spec.invalid)
 	case v.ownedBy != "":
 		return waiting(ReasonBizOwnedElsewere, fmt.Sprintf("%s is already installed for pod %s on this base", v.spec.key(), v.ownedBy))
+	case !v.uninstalled.IsZero() && v.keptFor != "":
+		return terminated(ReasonBizOwnedElsewere, fmt.Sprintf("%s stays on the base for pod %s", v.spec.key(), v.keptFor), 0, v.uninstalled)
 	case !v.uninstalled.IsZero():
-		return terminated(ReasonBizUninstalled, v.spec.key()+" was uninstalled from the base", 0, v.uninstalled)
+		// Uninstalled, or found absent: either way it is off the base.
+		return terminated(ReasonBizUninstalled, v.spec.key()+" is no longer on the base", 0, v.uninstalled)
 	case v.superseded():
 		return terminated(ReasonBizDeactivate, fmt.Sprintf("%s was deactivated: %s is the active version on this base", v.spec.key(), v.activeOther), 1, v.record.changed)
 	case v.uninstall != "":
@@ -254,7 +258,7 @@ func podStatus(pod *corev1.Pod, views []containerView, baseIP string, start, now
 	case n > 0 && terminated == n && uninstalled == n:
 		st.Phase = corev1.PodSucceeded
 		st.Reason = ReasonBizUninstalled
-		st.Message = "every biz of the pod was uninstalled from the base"
+		st.Message = "the pod's bizs are off the base or kept for other pods"
 	case n > 0 && terminated == n:
 		st.Phase = corev1.PodSucceeded
 	case running > 0 || (terminated > 0 && terminated < n):
