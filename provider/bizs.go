@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/log"
@@ -19,6 +20,10 @@ type attempt struct {
 	retryAt  time.Time // zero while the command waits for its answer
 	failure  string    // what went wrong last, shown on the pod
 	baseline bool      // sent as part of a baseline
+	// maybeInstalled is set on an install once sent, until the base answers
+	// that it did not install: an unanswered or conflicting install may yet
+	// leave the biz on the base.
+	maybeInstalled bool
 }
 
 // due reports whether the attempt should be sent (again) now.
@@ -49,6 +54,7 @@ type command struct {
 	name    string // a protocol.Command*, or "" for a pod release
 	biz     protocol.BizModel
 	release *corev1.Pod
+	entry   *podEntry // the released pod's entry, restored if the release fails
 }
 
 // Run sends the commands reconciles produce until ctx is done.
@@ -101,8 +107,11 @@ func (p *Provider) execute(ctx context.Context, c command) {
 	case protocol.CommandQueryAllBiz:
 		p.needQuery = true
 	case "":
-		if e := p.pods[podKey(c.release.Namespace, c.release.Name)]; e != nil {
+		// The entry left p.pods when the release was decided: put it back
+		// (unless a new pod took its name) so the next reconcile retries.
+		if e := c.entry; e != nil && p.pods[e.key] == nil {
 			e.released = false
+			p.pods[e.key] = e
 		}
 	}
 	p.mu.Unlock()
@@ -151,9 +160,9 @@ func (p *Provider) reconcile(now time.Time) []command {
 	for key, s := range specs {
 		if rec := p.bizs[key]; rec != nil {
 			if url, ok := p.installedURL[key]; ok && url != s.biz.BizURL && p.uninstalls[key] == nil {
-				// The pod's image changed: replace the biz.
-				p.uninstalls[key] = &attempt{biz: s.biz, sentAt: now, tries: 1}
-				cmds = append(cmds, command{name: protocol.CommandUninstallBiz, biz: s.biz})
+				// The pod's image changed: replace the biz. The uninstall is
+				// sent below, the install once the base confirms it.
+				p.uninstalls[key] = &attempt{biz: s.biz}
 				continue
 			}
 			delete(p.installs, key)
@@ -175,19 +184,15 @@ func (p *Provider) reconcile(now time.Time) []command {
 		case !a.due(now, p.cfg.InstallTimeout):
 			continue
 		}
-		a.biz, a.sentAt, a.retryAt, a.baseline = s.biz, now, time.Time{}, false
+		a.biz, a.sentAt, a.retryAt, a.baseline, a.maybeInstalled = s.biz, now, time.Time{}, false, true
 		a.tries++
 		p.installedURL[key] = s.biz.BizURL
 		cmds = append(cmds, command{name: protocol.CommandInstallBiz, biz: s.biz})
 	}
-	for key := range p.installs {
-		if _, wanted := specs[key]; !wanted {
-			delete(p.installs, key)
-		}
-	}
 
 	// Uninstall what deleted pods had, unless a live pod claims it; release
 	// the pods whose bizs are all gone.
+	awaited := map[string]bool{} // installs a deleted pod waits on
 	for _, e := range p.pods {
 		if !e.deleting || e.released {
 			continue
@@ -201,35 +206,55 @@ func (p *Provider) reconcile(now time.Time) []command {
 			if _, ok := e.gone[key]; ok {
 				continue
 			}
-			if owners[key] != "" || (p.inventory && p.bizs[key] == nil && p.uninstalls[key] == nil) {
+			if owners[key] != "" {
+				e.gone[key] = now // it stays for the live pod that claims it
+				continue
+			}
+			if a := p.installs[key]; a != nil && a.maybeInstalled {
+				if a.retryAt.IsZero() && now.Sub(a.sentAt) < p.cfg.InstallTimeout {
+					// The base may be installing it right now, and an
+					// uninstall would clash with that: wait for the answer.
+					awaited[key] = true
+					done = false
+					continue
+				}
+				// Unanswered, or refused while another command for it ran:
+				// the base may have it, whatever its list said.
+				if p.uninstalls[key] == nil {
+					p.uninstalls[key] = &attempt{biz: s.biz}
+				}
+			}
+			if p.inventory && p.bizs[key] == nil && p.uninstalls[key] == nil {
 				e.gone[key] = now
 				continue
 			}
 			done = false
-			a := p.uninstalls[key]
-			switch {
-			case a == nil:
-				a = &attempt{biz: s.biz}
-				p.uninstalls[key] = a
-			case !a.due(now, p.cfg.InstallTimeout):
-				continue
-			case a.retryAt.IsZero():
-				p.needQuery = true
+			if p.uninstalls[key] == nil {
+				p.uninstalls[key] = &attempt{biz: s.biz}
 			}
-			a.sentAt, a.retryAt = now, time.Time{}
-			a.tries++
-			cmds = append(cmds, command{name: protocol.CommandUninstallBiz, biz: s.biz})
 		}
 		if done {
 			e.released = true
-			cmds = append(cmds, command{release: p.podWithStatus(e)})
+			pod := p.podWithStatus(e)
+			// The pod leaves the provider now: record its last transitions.
+			p.recordTransitions(e, pod)
+			cmds = append(cmds, command{release: pod, entry: e})
 			delete(p.pods, e.key)
 		}
 	}
+	for key := range p.installs {
+		if _, wanted := specs[key]; !wanted && !awaited[key] {
+			delete(p.installs, key)
+		}
+	}
 
-	// Report bizs no pod asks for.
+	// Report bizs no pod asks for, once each.
 	for key := range p.bizs {
-		if _, wanted := specs[key]; wanted || p.uninstalls[key] != nil || p.orphans[key] {
+		if _, wanted := specs[key]; wanted {
+			delete(p.orphans, key)
+			continue
+		}
+		if p.uninstalls[key] != nil || p.orphans[key] {
 			continue
 		}
 		p.orphans[key] = true
@@ -240,10 +265,23 @@ func (p *Provider) reconcile(now time.Time) []command {
 			"biz %s runs on the base but no pod on this node asks for it", key)
 		if url, ours := p.installedURL[key]; ours && p.cfg.UninstallOrphans {
 			n, v := splitKey(key)
-			biz := protocol.BizModel{BizName: n, BizVersion: v, BizURL: url}
-			p.uninstalls[key] = &attempt{biz: biz, sentAt: now, tries: 1}
-			cmds = append(cmds, command{name: protocol.CommandUninstallBiz, biz: biz})
+			p.uninstalls[key] = &attempt{biz: protocol.BizModel{BizName: n, BizVersion: v, BizURL: url}}
 		}
+	}
+
+	// Send the uninstalls decided above, and those due again: every kind
+	// (deleted pod, image change, orphan) is retried the same way.
+	for _, a := range p.uninstalls {
+		switch {
+		case a.tries == 0:
+		case !a.due(now, p.cfg.InstallTimeout):
+			continue
+		case a.retryAt.IsZero():
+			p.needQuery = true // unanswered: ask what the base has
+		}
+		a.sentAt, a.retryAt = now, time.Time{}
+		a.tries++
+		cmds = append(cmds, command{name: protocol.CommandUninstallBiz, biz: a.biz})
 	}
 	if p.needQuery {
 		p.needQuery = false
@@ -289,11 +327,7 @@ func (p *Provider) OnBizOperation(op protocol.BizOperation, publishedAt time.Tim
 		a := p.installs[key]
 		switch op.Outcome() {
 		case protocol.OutcomeSucceeded:
-			state := op.InstalledState()
-			if state == "" {
-				state = protocol.BizActivated
-			}
-			p.setRecord(key, &bizRecord{state: state, changed: publishedAt, seen: publishedAt, message: firstLine(op.ErrorMessage())})
+			p.setRecord(key, installedRecord(op.Response.Data.BizInfos, publishedAt))
 			delete(p.installs, key)
 			if p.otherVersions(op.BizName, op.BizVersion) {
 				// Installing a version next to another one switches which is
@@ -312,7 +346,8 @@ func (p *Provider) OnBizOperation(op protocol.BizOperation, publishedAt time.Tim
 			}
 		default:
 			if a != nil {
-				p.failed(a, op.ErrorMessage(), now)
+				a.maybeInstalled = false
+				p.failed(a, failureText(op.ErrorMessage(), op.Response.Data.Message), now)
 			}
 		}
 	case protocol.CommandUninstallBiz:
@@ -347,9 +382,13 @@ func (p *Provider) OnBizOperation(op protocol.BizOperation, publishedAt time.Tim
 // had before is forgotten, and the baseline counts as an install of each biz.
 func (p *Provider) Baseline() []protocol.BizModel {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	now := p.clock.Now()
+	// The new process has none of the old one's bizs, and nothing sent to
+	// the old one will be answered: drop those commands, so that deleted
+	// pods go at once instead of after a timeout and a futile uninstall.
 	p.bizs = map[string]*bizRecord{}
+	p.installs = map[string]*attempt{}
+	p.uninstalls = map[string]*attempt{}
 	p.inventory = true
 	p.baselineURLs = map[string]string{}
 	owners := p.owners()
@@ -362,9 +401,12 @@ func (p *Provider) Baseline() []protocol.BizModel {
 			out = append(out, s.biz)
 			p.baselineURLs[s.biz.BizURL] = s.key()
 			p.installedURL[s.key()] = s.biz.BizURL
-			p.installs[s.key()] = &attempt{biz: s.biz, sentAt: now, tries: 1, baseline: true}
+			p.installs[s.key()] = &attempt{biz: s.biz, sentAt: now, tries: 1, baseline: true, maybeInstalled: true}
 		}
 	}
+	p.mu.Unlock()
+	// Release deleted pods, and show that every biz is being installed again.
+	p.sync()
 	return out
 }
 
@@ -383,25 +425,23 @@ func (p *Provider) OnBatchInstall(res protocol.BatchInstallResult, publishedAt t
 		a := p.installs[key]
 		switch r.Outcome() {
 		case protocol.OutcomeSucceeded:
-			state := protocol.BizActivated
-			if len(r.BizInfos) > 0 && r.BizInfos[0].State() != "" {
-				state = r.BizInfos[0].State()
-			}
-			p.setRecord(key, &bizRecord{state: state, changed: publishedAt, seen: publishedAt})
+			p.setRecord(key, installedRecord(r.BizInfos, publishedAt))
 			delete(p.installs, key)
 		case protocol.OutcomeRepeat:
 			p.needQuery = true
 		default:
 			if a != nil {
+				a.maybeInstalled = false
 				p.failed(a, r.Message, now)
 			}
 		}
 	}
 	if len(entries) == 0 {
 		// The batch as a whole failed or clashed: install one by one now.
+		// No pod is marked failed for it: the batch fails for one bad jar,
+		// and the single installs tell which pod it belongs to.
 		for _, a := range p.installs {
 			if a.baseline {
-				a.failure = res.ErrorMessage()
 				a.retryAt = now
 			}
 		}
@@ -426,8 +466,9 @@ func (p *Provider) setRecord(key string, rec *bizRecord) {
 	if cur := p.bizs[key]; cur != nil && cur.seen.After(rec.seen) {
 		return
 	}
+	// p.orphans is left alone: a biz listed again is the same orphan, and
+	// reporting it on every periodic query would flood the node's Events.
 	p.bizs[key] = rec
-	delete(p.orphans, key)
 }
 
 // dropRecord forgets a biz the base no longer has.
@@ -452,12 +493,42 @@ func (p *Provider) nodeRef() *corev1.ObjectReference {
 	return &corev1.ObjectReference{Kind: "Node", Name: p.NodeName(), APIVersion: "v1"}
 }
 
-// splitKey splits name:version.
+// splitKey splits name:version at the first colon: a biz name is a container
+// name, which cannot hold one, while a version may.
 func splitKey(key string) (name, version string) {
-	for i := len(key) - 1; i >= 0; i-- {
-		if key[i] == ':' {
-			return key[:i], key[i+1:]
-		}
+	name, version, _ = strings.Cut(key, ":")
+	return name, version
+}
+
+// installedRecord is what an install reply says of the biz it installed: the
+// state of bizInfos[0] and, when its last state record is of that state, the
+// base's time and message of the change (the activation time a running
+// container shows as startedAt). Without bizInfos the biz counts as
+// ACTIVATED at publishedAt.
+func installedRecord(infos []protocol.BizInfo, publishedAt time.Time) *bizRecord {
+	rec := &bizRecord{state: protocol.BizActivated, changed: publishedAt, seen: publishedAt}
+	if len(infos) == 0 {
+		return rec
 	}
-	return key, ""
+	if st := infos[0].State(); st != "" {
+		rec.state = st
+	}
+	if r, ok := infos[0].LatestStateRecord(); ok && protocol.ParseBizState(r.State) == rec.state {
+		if at := r.ChangedAt(); !at.IsZero() {
+			rec.changed = at
+		}
+		rec.reason, rec.message = r.Reason, r.Message
+	}
+	return rec
+}
+
+// failureText is the whole failure a reply reports: the summary a container
+// status shows (its first line), then the base's full text, usually a Java
+// stack trace, which the Event carries.
+func failureText(summary, detail string) string {
+	detail = strings.TrimSpace(detail)
+	if detail == "" || strings.Contains(summary, detail) {
+		return summary
+	}
+	return summary + "\n" + detail
 }

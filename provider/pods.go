@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
@@ -192,8 +191,13 @@ func (p *Provider) views(e *podEntry) []containerView {
 		if e.deleting {
 			if at, ok := e.gone[key]; ok {
 				v.uninstalled = at
+				if owner := owners[key]; owner != "" && owner != e.key {
+					v.keptFor = owner
+				}
 			} else if a := p.uninstalls[key]; a != nil {
 				v.uninstall = orDefault(a.failure, "uninstallBiz sent; waiting for the base")
+			} else if p.installs[key] != nil {
+				v.uninstall = "waiting for the base to answer installBiz before uninstalling"
 			}
 		}
 		views = append(views, v)
@@ -201,15 +205,22 @@ func (p *Provider) views(e *podEntry) []containerView {
 	return views
 }
 
-// activeVersion returns name:version of another ACTIVATED version of name.
+// activeVersion returns name:version of another ACTIVATED version of name:
+// the most recently activated one, so that the pod status names the same
+// version each time it is computed even when several are active.
 func (p *Provider) activeVersion(name, version string) string {
+	active := ""
+	var at time.Time
 	for key, r := range p.bizs {
-		n, v, _ := strings.Cut(key, ":")
-		if n == name && v != version && r.state == protocol.BizActivated {
-			return key
+		n, v := splitKey(key)
+		if n != name || v == version || r.state != protocol.BizActivated {
+			continue
+		}
+		if active == "" || r.changed.After(at) || (r.changed.Equal(at) && key < active) {
+			active, at = key, r.changed
 		}
 	}
-	return ""
+	return active
 }
 
 // owners maps each name:version to the live pod that owns it on this base:
@@ -249,10 +260,10 @@ func (p *Provider) recordTransitions(e *podEntry, pod *corev1.Pod) {
 		case cs.State.Waiting != nil:
 			reason, message = cs.State.Waiting.Reason, cs.State.Waiting.Message
 			switch reason {
-			case ReasonBizInstallFailed:
+			case ReasonBizInstallFailed, ReasonBizBroken:
 				warn = true
-				message = p.fullFailure(e, cs.Name, message)
-			case ReasonInvalidBiz, ReasonBizOwnedElsewere, ReasonBizBroken:
+				message = p.fullMessage(e, cs.Name, message)
+			case ReasonInvalidBiz, ReasonBizOwnedElsewere:
 				warn = true
 			case ReasonBizInstalling:
 			default:
@@ -271,14 +282,20 @@ func (p *Provider) recordTransitions(e *podEntry, pod *corev1.Pod) {
 	}
 }
 
-// fullFailure returns the whole failure text the base sent for a container,
-// which the Event carries while the container status shows its first line.
-func (p *Provider) fullFailure(e *podEntry, container, fallback string) string {
+// fullMessage returns the whole text the base sent about a container's biz
+// (an install failure, or the message of its BROKEN state, usually a Java
+// stack trace), which the Event carries while the container status shows
+// its first line.
+func (p *Provider) fullMessage(e *podEntry, container, fallback string) string {
 	for _, s := range e.specs {
-		if s.container == container {
-			if a := p.installs[s.key()]; a != nil && a.failure != "" {
-				return a.failure
-			}
+		if s.container != container || s.invalid != "" {
+			continue
+		}
+		if a := p.installs[s.key()]; a != nil && a.failure != "" {
+			return a.failure
+		}
+		if r := p.bizs[s.key()]; r != nil && r.state == protocol.BizBroken && r.message != "" {
+			return r.message
 		}
 	}
 	return fallback
