@@ -119,6 +119,11 @@ func TestSupersededModuleFails(t *testing.T) {
 		require.Contains(t, old.Status.Message, "biz1:0.0.2")
 		require.Eventually(t, func() bool { return hasEvent(t, e, "v1", "BizDeactivate") }, waitLong, poll)
 
+		// A restarted controller still owns the Failed pod's biz (virtual-kubelet
+		// never hands terminal pods to a provider; the controller adopts them).
+		require.NoError(t, e.controller.Restart(t.Context()))
+		e.waitPod("v2", "Running after the restart", running)
+
 		// Deleting the Failed pod uninstalls 0.0.1 exactly once and leaves 0.0.2.
 		require.NoError(t, e.client.CoreV1().Pods(e.namespace).Delete(t.Context(), "v1", metav1.DeleteOptions{}))
 		require.Eventually(t, func() bool { return bizState(b, "biz1", "0.0.1") == "" }, waitLong, poll)

@@ -248,8 +248,13 @@ func (p *Provider) reconcile(now time.Time) []command {
 		}
 	}
 
-	// Report bizs no pod asks for, once each.
+	// Report bizs no pod asks for, once each, once every pod bound to the
+	// node is known (a restarted controller learns the base's bizs before
+	// virtual-kubelet handed it the pods).
 	for key := range p.bizs {
+		if p.cfg.AwaitPodSync && !p.podsSynced {
+			break
+		}
 		if _, wanted := specs[key]; wanted {
 			delete(p.orphans, key)
 			continue

@@ -53,6 +53,8 @@ type Config struct {
 	UninstallOrphans bool
 	// OrphanBizs counts bizs found on the base that no pod asks for.
 	OrphanBizs Counter
+	// AwaitPodSync holds orphan reports back until PodsSynced is called.
+	AwaitPodSync bool
 }
 
 // Counter is the part of a Prometheus counter the provider uses.
@@ -91,6 +93,7 @@ type Provider struct {
 	baselineURLs map[string]string     // jar URL → name:version of the last baseline
 	orphans      map[string]bool       // name:versions already reported as orphans
 	needQuery    bool                  // the next reconcile asks for the biz list
+	podsSynced   bool                  // every pod bound to the node was handed over
 }
 
 // New returns the provider of one base.
@@ -222,6 +225,15 @@ func setDefault(d *time.Duration, def time.Duration) {
 	if *d <= 0 {
 		*d = def
 	}
+}
+
+// PodsSynced tells the provider it has been handed every pod bound to its
+// node, so bizs no pod asks for are really orphans.
+func (p *Provider) PodsSynced() {
+	p.mu.Lock()
+	p.podsSynced = true
+	p.mu.Unlock()
+	p.sync()
 }
 
 // validLabelValue reports whether v can be a Kubernetes label value.

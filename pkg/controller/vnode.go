@@ -10,7 +10,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
+	corev1informers "k8s.io/client-go/informers/core/v1"
 
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/provider"
@@ -66,6 +68,7 @@ func (c *Controller) startBase(ctx context.Context, baseID string, info provider
 		CommandTimeout:   c.cfg.CommandTimeout,
 		UninstallOrphans: c.cfg.UninstallOrphans,
 		OrphanBizs:       c.metrics.orphans,
+		AwaitPodSync:     true,
 	})
 	if err != nil {
 		log.G(ctx).WithField("base", baseID).WithError(err).Warn("cannot serve base")
@@ -203,9 +206,34 @@ func (c *Controller) runPods(ctx context.Context, v *vnode, nc *node.NodeControl
 	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
+	go c.adoptPods(ctx, v, pods, factory)
 	if err := pc.Run(ctx, c.cfg.PodWorkers); err != nil && ctx.Err() == nil {
 		log.G(ctx).WithError(err).Error("pod controller stopped")
 	}
+}
+
+// adoptPods hands the provider every pod bound to the node once the informer
+// synced. virtual-kubelet never hands over pods in a terminal phase, yet a
+// Failed (superseded) pod still owns its biz on the base, which its deletion
+// must uninstall; and until every pod is known, a biz cannot be called an
+// orphan.
+func (c *Controller) adoptPods(ctx context.Context, v *vnode, pods corev1informers.PodInformer, factory informers.SharedInformerFactory) {
+	for _, ok := range factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return
+		}
+	}
+	list, err := pods.Lister().List(labels.Everything())
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("cannot list the node's pods")
+		return
+	}
+	for _, pod := range list {
+		if err := v.provider.CreatePod(ctx, pod); err != nil {
+			log.G(ctx).WithField("pod", pod.Namespace+"/"+pod.Name).WithError(err).Warn("cannot adopt pod")
+		}
+	}
+	v.provider.PodsSynced()
 }
 
 // releasePod removes a pod whose bizs the base confirmed gone. The UID
