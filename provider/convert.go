@@ -60,7 +60,7 @@ func bizSpecs(pod *corev1.Pod) []bizSpec {
 		case version == "":
 			s.invalid = fmt.Sprintf("container %q has no %s environment variable; set it to the biz version", c.Name, EnvBizVersion)
 		case !validBizURL(c.Image):
-			s.invalid = fmt.Sprintf("container %q image %q is not a biz jar URL (http, https or file)", c.Name, c.Image)
+			s.invalid = fmt.Sprintf("container %q image %q is not a biz jar URL (http, https, file, ftp or jar)", c.Name, c.Image)
 		}
 		s.biz.BizVersion = version
 		specs = append(specs, s)
