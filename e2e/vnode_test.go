@@ -265,7 +265,7 @@ func TestInClusterBaseGetsZoneOfItsHost(t *testing.T) {
 	t.Cleanup(func() { _ = e.client.CoreV1().Nodes().Delete(context.Background(), host.Name, metav1.DeleteOptions{}) })
 	basePod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "java-base", Namespace: e.namespace},
-		Spec: corev1.PodSpec{NodeName: host.Name, Containers: []corev1.Container{{Name: "base", Image: "example.test/base:1"}}},
+		Spec:       corev1.PodSpec{NodeName: host.Name, Containers: []corev1.Container{{Name: "base", Image: "example.test/base:1"}}},
 	}
 	basePod, err = e.client.CoreV1().Pods(e.namespace).Create(t.Context(), basePod, metav1.CreateOptions{})
 	require.NoError(t, err)
