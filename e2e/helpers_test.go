@@ -66,7 +66,9 @@ func sharedCluster(t *testing.T) *framework.Cluster {
 		if sharedErr != nil {
 			return
 		}
-		shared, sharedErr = framework.Start(context.Background(), framework.Options{Dir: sharedDir})
+		// The cluster outlives the test that starts it (TestMain stops it), so
+		// it must not end with that test's context.
+		shared, sharedErr = framework.Start(context.WithoutCancel(t.Context()), framework.Options{Dir: sharedDir})
 	})
 	require.NoError(t, sharedErr, "start the shared control plane")
 	t.Cleanup(func() {
@@ -106,7 +108,7 @@ func newEnv(t *testing.T, brokerKind string, extraArgs ...string) *env {
 		// Runs after the controller stopped. A stopped controller leaves its
 		// nodes for the next one to adopt; remove them so no later test's
 		// pods get scheduled onto this test's stale nodes.
-		ctx := context.Background()
+		ctx := context.WithoutCancel(t.Context()) // t.Context is done once cleanups run
 		_ = c.Client.CoreV1().Namespaces().Delete(ctx, e.namespace, metav1.DeleteOptions{})
 		nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "virtual-kubelet.koupleless.io/env=" + e.name})
 		if err != nil {

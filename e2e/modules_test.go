@@ -126,7 +126,10 @@ func TestSupersededModuleFails(t *testing.T) {
 
 		// Deleting the Failed pod uninstalls 0.0.1 exactly once and leaves 0.0.2.
 		require.NoError(t, e.client.CoreV1().Pods(e.namespace).Delete(t.Context(), "v1", metav1.DeleteOptions{}))
-		require.Eventually(t, func() bool { return bizState(b, "biz1", "0.0.1") == "" }, waitLong, poll)
+		// Well within the 30 s install timeout: the first uninstall must not be
+		// lost while the base reconnects to the restarted embedded broker.
+		require.Eventually(t, func() bool { return bizState(b, "biz1", "0.0.1") == "" }, 20*time.Second, poll,
+			"0.0.1 uninstalled by the first uninstallBiz, not by a retry after the install timeout")
 		require.Equal(t, 1, b.ReceivedCount(protocol.CommandUninstallBiz, "biz1:0.0.1"))
 		require.Zero(t, b.ReceivedCount(protocol.CommandUninstallBiz, "biz1:0.0.2"))
 		require.Equal(t, "ACTIVATED", bizState(b, "biz1", "0.0.2"))

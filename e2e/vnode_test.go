@@ -262,7 +262,9 @@ func TestInClusterBaseGetsZoneOfItsHost(t *testing.T) {
 	}}
 	_, err := e.client.CoreV1().Nodes().Create(t.Context(), host, metav1.CreateOptions{})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = e.client.CoreV1().Nodes().Delete(context.Background(), host.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = e.client.CoreV1().Nodes().Delete(context.WithoutCancel(t.Context()), host.Name, metav1.DeleteOptions{})
+	})
 	basePod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "java-base", Namespace: e.namespace},
 		Spec:       corev1.PodSpec{NodeName: host.Name, Containers: []corev1.Container{{Name: "base", Image: "example.test/base:1"}}},

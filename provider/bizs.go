@@ -119,10 +119,13 @@ func (p *Provider) execute(ctx context.Context, c command) {
 }
 
 // sync reconciles the base with the pods, sends what that calls for and
-// refreshes pod statuses.
+// refreshes pod statuses. Nothing is decided while the base is offline.
 func (p *Provider) sync() {
 	p.mu.Lock()
-	cmds := p.reconcile(p.clock.Now())
+	var cmds []command
+	if p.online() {
+		cmds = p.reconcile(p.clock.Now())
+	}
 	p.mu.Unlock()
 	if len(cmds) > 0 {
 		p.cmds <- cmds

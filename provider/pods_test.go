@@ -1331,3 +1331,31 @@ func TestRunRetriesCommandsThatCannotBeSent(t *testing.T) {
 	h.resyncAt(h.clk.Now().Add(retryBase))
 	h.requireSent(installCmd("biz1", "0.0.1"))
 }
+
+func TestCommandsWaitUntilTheBaseListens(t *testing.T) {
+	// After a controller restart a base is adopted before it showed any sign
+	// of life; with the embedded broker restarted too, it may not be
+	// connected yet, and whatever is published to it would be lost.
+	h := newHarness(t, func(c *Config) {
+		c.Readiness = Readiness{Reachable: true, Reason: ReasonBaseAdopted}
+	})
+	pod := modulePod("p", t0, bizContainer("biz1", "0.0.1"))
+	h.create(pod)
+	h.list(listed("biz1", "0.0.1", protocol.BizActivated, t0))
+	h.delete(pod)
+	h.p.Resync()
+	h.requireSent()
+	require.Empty(t, h.releasedPods())
+
+	h.p.SetReadiness(Readiness{Reachable: true, Reason: ReasonBaseReady})
+	h.requireSent(uninstallCmd("biz1", "0.0.1"))
+
+	// An unreachable base gets nothing either, until it is back.
+	h.p.SetReadiness(Readiness{Reachable: false, Reason: ReasonBaseUnreachable})
+	h.create(modulePod("q", t0, bizContainer("biz2", "0.0.1")))
+	h.resyncAt(h.clk.Now().Add(time.Hour))
+	h.requireSent()
+	h.p.SetReadiness(Readiness{Reachable: true, Reason: ReasonBaseReady})
+	got := h.flush()
+	require.Contains(t, got, installCmd("biz2", "0.0.1"))
+}

@@ -200,8 +200,23 @@ func (p *Provider) UpdateTopology(zone, region string) bool {
 }
 
 // SetReadiness records the controller's liveness judgement.
+// Commands wait while the base is not known to listen: while it is
+// unreachable, and after a controller restart until its first sign of life
+// (a restarted embedded broker drops commands for bases not reconnected yet).
 func (p *Provider) SetReadiness(r Readiness) bool {
-	return p.update(func(_ *BaseInfo, cur *Readiness) { *cur = r })
+	p.mu.Lock()
+	wasOnline := p.online()
+	p.mu.Unlock()
+	changed := p.update(func(_ *BaseInfo, cur *Readiness) { *cur = r })
+	if !wasOnline && r.Reachable && r.Reason != ReasonBaseAdopted {
+		p.sync()
+	}
+	return changed
+}
+
+// online reports whether the base is known to listen for commands.
+func (p *Provider) online() bool {
+	return p.readiness.Reachable && p.readiness.Reason != ReasonBaseAdopted
 }
 
 // update applies change, rebuilds the node and wakes the notifier if the node

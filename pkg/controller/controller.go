@@ -228,6 +228,13 @@ func (c *Controller) onHealth(ctx context.Context, e tunnel.BaseHealth) {
 func (c *Controller) markAlive(ctx context.Context, v *vnode) {
 	v.lastSeen = c.cfg.Clock.Now()
 	v.provider.SetReadiness(readyReadiness)
+	if v.adopted {
+		// The first sign of life since this controller started: what the
+		// base runs may have changed meanwhile, and an earlier query may
+		// have been lost while the base reconnected.
+		v.adopted = false
+		c.send(ctx, v.baseID, "queryAllBiz", func(ctx context.Context) error { return c.cfg.Tunnel.QueryAllBiz(ctx, v.baseID) })
+	}
 	if v.reachable {
 		return
 	}

@@ -35,6 +35,7 @@ type vnode struct {
 	lastHealthQuery     time.Time
 	lastQuery           time.Time
 	reachable           bool
+	adopted             bool   // adopted on start, no sign of life seen yet
 	instance            string // address/host of the process behind the identity
 	lastDuplicateReport time.Time
 }
@@ -85,6 +86,7 @@ func (c *Controller) startBase(ctx context.Context, baseID string, info provider
 		lastSeen:  c.cfg.Clock.Now(),
 		lastQuery: c.cfg.Clock.Now(),
 		reachable: r.Reachable,
+		adopted:   r.Reason == provider.ReasonBaseAdopted,
 		instance:  info.Status.LocalIP + "/" + info.Status.LocalHostName,
 	}
 	previous := c.removing[baseID]
