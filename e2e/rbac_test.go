@@ -95,7 +95,7 @@ func TestDeployManifestsRBAC(t *testing.T) {
 	require.NoError(t, err)
 	realPod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: metav1.NamespaceDefault},
-		Spec: corev1.PodSpec{NodeName: realNode.Name, Containers: []corev1.Container{{Name: "app", Image: "app:1"}}},
+		Spec:       corev1.PodSpec{NodeName: realNode.Name, Containers: []corev1.Container{{Name: "app", Image: "app:1"}}},
 	}
 	_, err = c.Client.CoreV1().Pods(metav1.NamespaceDefault).Create(ctx, realPod, metav1.CreateOptions{})
 	require.NoError(t, err)
