@@ -71,17 +71,23 @@ func TestDeployManifestsRBAC(t *testing.T) {
 
 	// A server-side dry run cannot create the namespace the other objects go
 	// into, so it must exist first (docs/operations.md says so too).
-	out, err := kubectl(t, c.Kubeconfig, "apply", "-f", "deploy/namespace.yaml")
+	out, err := kubectl(t, c.Kubeconfig, "apply", "-f", "deploy/base/namespace.yaml")
 	require.NoError(t, err, out)
 	start := time.Now()
 	out, err = kubectl(t, c.Kubeconfig, "apply", "-k", "deploy/", "--dry-run=server")
 	require.NoError(t, err, out)
 	t.Logf("kubectl apply -k deploy/ --dry-run=server (%s):\n%s", time.Since(start).Round(time.Millisecond), out)
 	require.Contains(t, out, "deployment.apps/module-controller created (server dry run)")
+	require.NotContains(t, out, "Warning", "no warning, e.g. from the restricted Pod Security level")
+	out, err = kubectl(t, c.Kubeconfig, "apply", "-k", "deploy/mosquitto/", "--dry-run=server")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "deployment.apps/mosquitto created (server dry run)")
+	require.NotContains(t, out, "Warning", "no warning, e.g. from the restricted Pod Security level")
+	require.NotContains(t, out, "service/module-controller-mqtt", "the overlay drops the embedded broker's Service")
 
 	// The identity, for real: ServiceAccount, RBAC and the
 	// admission policy (not the Deployment: there is no kubelet to run it).
-	out, err = kubectl(t, c.Kubeconfig, "apply", "-f", "deploy/rbac.yaml", "-f", "deploy/admission-policy.yaml")
+	out, err = kubectl(t, c.Kubeconfig, "apply", "-f", "deploy/base/rbac.yaml", "-f", "deploy/base/admission-policy.yaml")
 	require.NoError(t, err, out)
 	kubeconfig, saConfig, err := c.ServiceAccountKubeconfig(ctx, deployNamespace, deployServiceAccount, 0)
 	require.NoError(t, err)

@@ -50,11 +50,25 @@ type BrokerOption func(*brokerOptions)
 type brokerOptions struct {
 	username, password string
 	tls                bool
+	users              [][2]string // further username/password pairs (mosquitto only)
+	aclFile            string      // mosquitto acl_file (mosquitto only)
 }
 
 // WithAuth makes the broker accept only this username and password.
 func WithAuth(username, password string) BrokerOption {
 	return func(o *brokerOptions) { o.username, o.password = username, password }
+}
+
+// WithUser adds one more accepted username and password to those of
+// WithAuth, which it requires. Mosquitto only.
+func WithUser(username, password string) BrokerOption {
+	return func(o *brokerOptions) { o.users = append(o.users, [2]string{username, password}) }
+}
+
+// WithACLFile makes the broker enforce a mosquitto ACL file (acl_file), such
+// as the one deploy/mosquitto ships. Mosquitto only.
+func WithACLFile(path string) BrokerOption {
+	return func(o *brokerOptions) { o.aclFile = path }
 }
 
 // WithTLS makes the broker speak MQTT over TLS only, with a server
@@ -98,6 +112,12 @@ func LaunchBroker(ctx context.Context, dir string, kind BrokerKind, opts ...Brok
 	var o brokerOptions
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if kind != Mosquitto && (len(o.users) > 0 || o.aclFile != "") {
+		return nil, fmt.Errorf("WithUser and WithACLFile need a %s broker", Mosquitto)
+	}
+	if len(o.users) > 0 && o.username == "" {
+		return nil, errors.New("WithUser needs WithAuth")
 	}
 	b := &Broker{Kind: kind, Username: o.username, Password: o.password}
 	scheme := "tcp"
@@ -270,9 +290,17 @@ func newMosquitto(dir, address string, o brokerOptions, serverTLS *keyPair) (*mo
 		if out, err := exec.Command(pw, "-c", "-b", pwFile, o.username, o.password).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("mosquitto_passwd: %w: %s", err, out)
 		}
+		for _, u := range o.users {
+			if out, err := exec.Command(pw, "-b", pwFile, u[0], u[1]).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("mosquitto_passwd: %w: %s", err, out)
+			}
+		}
 		fmt.Fprintf(&conf, "allow_anonymous false\npassword_file %s\n", pwFile)
 	} else {
 		conf.WriteString("allow_anonymous true\n")
+	}
+	if o.aclFile != "" {
+		fmt.Fprintf(&conf, "acl_file %s\n", o.aclFile)
 	}
 	if serverTLS != nil {
 		certFile, keyFile, err := serverTLS.write(filepath.Join(dir, "mosquitto-server"))
