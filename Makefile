@@ -18,6 +18,10 @@ KUBECTL       := $(CONTROLPLANE_BIN_DIR)/kubectl
 CLUSTER_DIR   := $(CURDIR)/$(CACHE_DIR)/cluster
 CLUSTER_START_TIMEOUT ?= 180
 
+GO_VERSION    := $(shell awk '$$1 == "go" {print $$2; exit}' go.mod)
+IMAGE         ?= module-controller:$(VERSION)
+IMAGE_BUILDER ?=
+
 E2E_TIMEOUT   ?= 40m
 E2E_FLAGS     ?=
 GO_FILES       = $(shell find . -name '*.go' -not -path './.cache/*' -not -path './bin/*' -not -path './_output/*')
@@ -41,6 +45,20 @@ build:
 .PHONY: controlplane
 controlplane:
 	hack/build-controlplane.sh "$(CONTROLPLANE_BIN_DIR)"
+
+## image: build the container image module-controller:<version> with docker, podman or buildah (IMAGE_BUILDER=... to choose)
+.PHONY: image
+image:
+	@builder="$(IMAGE_BUILDER)"; \
+	if [[ -z "$$builder" ]]; then for b in docker podman buildah; do if command -v "$$b" >/dev/null; then builder="$$b"; break; fi; done; fi; \
+	if [[ -z "$$builder" ]]; then \
+		echo "make image: no container builder here (looked for docker, podman, buildah)." >&2; \
+		echo "Build on a machine that has one, from this directory:" >&2; \
+		echo "  docker build --build-arg GO_VERSION=$(GO_VERSION) --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) ." >&2; \
+		exit 1; \
+	fi; \
+	if [[ "$$builder" == buildah ]]; then set -- buildah bud; else set -- "$$builder" build; fi; \
+	set -x; "$$@" --build-arg GO_VERSION=$(GO_VERSION) --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
 
 ##@ Test
 
@@ -74,10 +92,15 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
 
-## verify: lint plus the import-direction rules of style.md 3.2
+## verify: lint plus the import-direction rules of style.md 3.2 and the Dockerfile lint
 .PHONY: verify
-verify: lint
+verify: lint dockerlint
 	hack/verify-imports.sh
+
+## dockerlint: BuildKit's Dockerfile checks and the image rules, offline (hack/dockerlint)
+.PHONY: dockerlint
+dockerlint:
+	cd hack/dockerlint && $(GO) test -count=1 . && $(GO) run . ../../Dockerfile ../../go.mod
 
 ##@ Local cluster
 
