@@ -36,10 +36,11 @@ help:
 
 ##@ Build
 
-## build: build bin/module-controller (static, version stamped)
+## build: build bin/module-controller and bin/base-sim (static, version stamped)
 .PHONY: build
 build:
 	CGO_ENABLED=0 $(GO) build -buildvcs=false -trimpath -ldflags "$(LDFLAGS)" -o $(BIN_DIR)/module-controller ./cmd/module-controller
+	CGO_ENABLED=0 $(GO) build -buildvcs=false -trimpath -ldflags "$(LDFLAGS)" -o $(BIN_DIR)/base-sim ./cmd/base-sim
 
 ## controlplane: build etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl into .cache (once; ~10 min cold)
 .PHONY: controlplane
@@ -59,6 +60,14 @@ image:
 	fi; \
 	if [[ "$$builder" == buildah ]]; then set -- buildah bud; else set -- "$$builder" build; fi; \
 	set -x; "$$@" --build-arg GO_VERSION=$(GO_VERSION) --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
+
+##@ Run
+
+## quickstart: local cluster + controller + 3 simulated bases + a sample module, until Ctrl-C (first run builds ~10 min)
+.PHONY: quickstart
+quickstart: controlplane build
+	@$(GO) build -buildvcs=false -o $(CACHE_DIR)/quickstart/quickstart ./e2e/cmd/quickstart
+	@$(CACHE_DIR)/quickstart/quickstart $(QUICKSTART_FLAGS)
 
 ##@ Test
 

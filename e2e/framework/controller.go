@@ -23,6 +23,9 @@ type ControllerOptions struct {
 	BrokerURL string
 	// Args are extra flags.
 	Args []string
+	// EmbeddedBrokerAddress is where the embedded broker listens when
+	// BrokerURL is empty (host:port). Empty or port 0: a free loopback port.
+	EmbeddedBrokerAddress string
 }
 
 // Controller is a running module-controller binary.
@@ -62,9 +65,7 @@ func StartController(t testing.TB, opts ControllerOptions) *Controller {
 		t.Fatal(err)
 	}
 	c := &Controller{opts: opts, bin: bin, dir: t.TempDir(), healthAddr: hostPort(ports[0]), metricsAddr: hostPort(ports[1])}
-	if opts.BrokerURL == "" {
-		c.EmbeddedBroker = "tcp://" + hostPort(ports[2])
-	}
+	c.setEmbeddedBroker(ports[2])
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("module-controller log (last 400 lines):\n%s", c.LogTail(400))
