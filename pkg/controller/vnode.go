@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/log"
@@ -163,8 +164,12 @@ func (c *Controller) runBase(ctx context.Context, v *vnode) {
 		}
 	}()
 	go c.lookupTopology(ctx, v)
-	go v.provider.Run(ctx)
-	go c.runPods(ctx, v, nc)
+	// On shutdown wait for the provider and the pod workers, so that the
+	// commands they are sending go out before the process closes the tunnel.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { v.provider.Run(ctx) })
+	wg.Go(func() { c.runPods(ctx, v, nc) })
 	for ctx.Err() == nil {
 		if err := nc.Run(ctx); err != nil && ctx.Err() == nil {
 			log.G(ctx).WithError(err).Warn("node controller stopped; restarting")
