@@ -111,6 +111,11 @@ verify: lint dockerlint
 dockerlint:
 	cd hack/dockerlint && $(GO) test -count=1 . && $(GO) run . ../../Dockerfile ../../go.mod
 
+## docs: regenerate the settings tables in docs/configuration.md from the flags
+.PHONY: docs
+docs:
+	$(GO) test -count=1 -run '^TestConfigurationDoc$$' ./pkg/config ./cmd/base-sim -args -update
+
 ##@ Local cluster
 
 ## cluster-up: start a local control plane in the background; prints its kubeconfig

@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -23,6 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/moduleops/module-controller/pkg/broker"
 	"github.com/moduleops/module-controller/pkg/config"
@@ -37,14 +40,16 @@ const shutdownTimeout = 5 * time.Second
 func main() {
 	var opts config.Options
 	fs := pflag.NewFlagSet("module-controller", pflag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "module-controller turns Koupleless bases into virtual nodes and module pods into biz installs.\n\nUsage:\n  module-controller [flags]\n\nEvery flag falls back to the environment variable named in [$...].\n\nFlags:\n%s", fs.FlagUsages())
-	}
+	fs.Usage = func() {} // printed below: to stdout for --help, a hint on stderr for a bad flag
 	opts.AddFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Print(usageHeader)
+			config.PrintUsage(os.Stdout, fs, config.Groups, usageColumns)
 			return
 		}
+		fmt.Fprintf(os.Stderr, "module-controller: %v\n", err)
+		fmt.Fprintln(os.Stderr, "Run 'module-controller --help' for every setting.")
 		os.Exit(2)
 	}
 	if opts.Version {
@@ -58,24 +63,55 @@ func main() {
 		os.Exit(2)
 	}
 
-	logger := logrus.New()
-	level, _ := logrus.ParseLevel(opts.LogLevel)
-	logger.SetLevel(level)
-	logger.SetFormatter(&logrus.JSONFormatter{})
+	logger := newLogger(opts.LogLevel, opts.LogFormat)
 	log.L = logruslogger.FromLogrus(logrus.NewEntry(logger))
+	klog.SetLogger(logr.New(klogSink{entry: logrus.NewEntry(logger)}))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	go func() {
+		// The first signal starts a clean shutdown; a second one kills.
+		<-ctx.Done()
+		stop()
+	}()
 	if err := run(ctx, opts); err != nil {
 		log.G(ctx).WithError(err).Error("module-controller failed")
 		os.Exit(1)
 	}
+	log.G(ctx).Info("module-controller stopped")
+}
+
+// usageHeader starts --help.
+const usageHeader = `module-controller turns Koupleless bases into virtual nodes and module pods into biz installs.
+
+Usage:
+  module-controller [flags]
+
+Each flag falls back to the environment variable shown as [$NAME]; a flag given on the
+command line wins. docs/configuration.md describes every setting.
+
+`
+
+// usageColumns is the width --help wraps its descriptions to.
+const usageColumns = 110
+
+// newLogger returns the process logger; level and format are validated.
+func newLogger(level, format string) *logrus.Logger {
+	l := logrus.New()
+	lvl, _ := logrus.ParseLevel(level)
+	l.SetLevel(lvl)
+	if format == "json" {
+		l.SetFormatter(&logrus.JSONFormatter{})
+	} else {
+		l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	}
+	return l
 }
 
 // run wires the broker, tunnel, controller and HTTP endpoints and runs them
 // until ctx is done or one of them fails.
 func run(ctx context.Context, opts config.Options) error {
-	restConfig, err := kubeConfig(opts.Kubeconfig)
+	home, _ := os.UserHomeDir() // no home: only the in-cluster configuration is left
+	restConfig, err := kubeConfig(opts.Kubeconfig, home)
 	if err != nil {
 		return err
 	}
@@ -91,6 +127,15 @@ func run(ctx context.Context, opts config.Options) error {
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	g, ctx := errgroup.WithContext(ctx)
+	// Shutdown goes in order: the controller stops taking work and waits for
+	// its workers, then the tunnel disconnects (letting in-flight publishes
+	// finish for a bounded quiesce), then the embedded broker closes. Node
+	// leases are left to expire: a restarted or other replica adopts the
+	// nodes, and their module pods keep running meanwhile.
+	tunnelCtx, stopTunnel := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTunnel()
+	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBroker()
 	brokerURL := opts.BrokerURL()
 	if opts.MQTTBroker == "" {
 		b, err := broker.New(broker.Config{Address: opts.EmbeddedBrokerAddress, Username: opts.MQTTUsername, Password: opts.MQTTPassword})
@@ -98,7 +143,7 @@ func run(ctx context.Context, opts config.Options) error {
 			return fmt.Errorf("starting the embedded broker: %w", err)
 		}
 		brokerURL = "tcp://" + b.Addr()
-		g.Go(func() error { return b.Run(ctx) })
+		g.Go(func() error { return b.Run(brokerCtx) })
 		log.G(ctx).WithField("address", b.Addr()).Info("serving the embedded MQTT broker")
 	}
 
@@ -135,14 +180,25 @@ func run(ctx context.Context, opts config.Options) error {
 		InstallTimeout:     opts.InstallTimeout,
 		QueryInterval:      opts.QueryInterval,
 		UninstallOrphans:   opts.UninstallOrphans,
+		PodWorkers:         opts.PodWorkers,
+		NodeStatusInterval: opts.NodeStatusInterval,
+		CommandTimeout:     opts.CommandTimeout,
 		Registerer:         registry,
 	})
 	if err != nil {
 		return err
 	}
 
-	g.Go(func() error { return tun.Run(ctx) })
-	g.Go(func() error { return ctrl.Run(ctx) })
+	g.Go(func() error {
+		defer stopBroker()
+		return tun.Run(tunnelCtx)
+	})
+	g.Go(func() error {
+		defer stopTunnel()
+		err := ctrl.Run(ctx)
+		log.G(ctx).Info("controller stopped; disconnecting from the broker")
+		return err
+	})
 	g.Go(func() error {
 		return serve(ctx, opts.MetricsAddress, promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}), "/metrics")
 	})
@@ -199,19 +255,28 @@ func serve(ctx context.Context, addr string, h http.Handler, path string) error 
 	return nil
 }
 
-// kubeConfig loads the client configuration from path, $KUBECONFIG or
-// ~/.kube/config, and falls back to the in-cluster configuration.
-func kubeConfig(path string) (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = path
+// kubeConfig loads the client configuration from path (a kubeconfig file, or
+// a list of them joined like $PATH and merged like kubectl does; --kubeconfig
+// and $KUBECONFIG both end up here), else <home>/.kube/config, else the
+// in-cluster configuration of a pod's ServiceAccount.
+func kubeConfig(path, home string) (*rest.Config, error) {
+	rules := &clientcmd.ClientConfigLoadingRules{}
+	switch {
+	case path != "":
+		rules.Precedence = filepath.SplitList(path)
+	case home != "":
+		rules.Precedence = []string{filepath.Join(home, clientcmd.RecommendedHomeDir, clientcmd.RecommendedFileName)}
+	}
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 	if err == nil {
 		return cfg, nil
 	}
 	if path == "" && clientcmd.IsEmptyConfig(err) {
-		if in, inErr := rest.InClusterConfig(); inErr == nil {
+		in, inErr := rest.InClusterConfig()
+		if inErr == nil {
 			return in, nil
 		}
+		return nil, fmt.Errorf("no kubeconfig (--kubeconfig, $KUBECONFIG or ~/.kube/config) and not in a cluster: %w", inErr)
 	}
 	return nil, fmt.Errorf("loading the Kubernetes client configuration: %w", err)
 }

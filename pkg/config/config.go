@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,10 @@ const (
 	DefaultKubeAPIQPS         = 1000
 	DefaultKubeAPIBurst       = 2000
 	DefaultLogLevel           = "info"
+	DefaultLogFormat          = "text"
+	DefaultPodWorkers         = 2
+	DefaultNodeStatusInterval = 5 * time.Minute
+	DefaultCommandTimeout     = 10 * time.Second
 )
 
 // Options are every setting of module-controller.
@@ -90,6 +95,14 @@ type Options struct {
 	MetricsAddress, HealthAddress string
 	// LogLevel is one of trace, debug, info, warn, error.
 	LogLevel string
+	// LogFormat is text or json.
+	LogFormat string
+	// PodWorkers is the number of pod sync workers per virtual node.
+	PodWorkers int
+	// NodeStatusInterval is how often an unchanged node status is rewritten.
+	NodeStatusInterval time.Duration
+	// CommandTimeout bounds the publish of one command to a base.
+	CommandTimeout time.Duration
 	// Version prints the version and exits.
 	Version bool
 
@@ -133,6 +146,10 @@ var settings = []setting{
 	{"metrics-address", "METRICS_ADDRESS"},
 	{"health-address", "HEALTH_ADDRESS"},
 	{"log-level", "LOG_LEVEL"},
+	{"log-format", "LOG_FORMAT"},
+	{"pod-workers", "VNODE_WORKER_NUM"},
+	{"node-status-interval", "NODE_STATUS_INTERVAL"},
+	{"command-timeout", "COMMAND_TIMEOUT"},
 }
 
 // AddFlags registers every setting on fs with its default. Each help text
@@ -150,7 +167,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.MQTTClientKeyPath, "mqtt-client-key-path", "", "PEM key of the client certificate")
 	fs.StringVar(&o.EmbeddedBrokerAddress, "embedded-broker-address", DefaultEmbeddedBroker, "listen address of the embedded broker (used when --mqtt-broker is empty)")
 	fs.DurationVar(&o.MessageMaxAge, "message-max-age", DefaultMessageMaxAge, "drop base messages published longer ago than this (base and controller clocks must agree)")
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty uses ~/.kube/config or the in-cluster config")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (or several, joined like $PATH); empty uses ~/.kube/config, then the in-cluster config")
 	fs.Float64Var(&o.KubeAPIQPS, "kube-api-qps", DefaultKubeAPIQPS, "queries per second to the Kubernetes API")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", DefaultKubeAPIBurst, "burst of queries to the Kubernetes API")
 	fs.DurationVar(&o.UnreachableAfter, "unreachable-after", DefaultUnreachableAfter, "mark a base's node NotReady after this long without heartbeat or health reply")
@@ -167,6 +184,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HealthAddress, "health-address", DefaultHealthAddress, "address serving /healthz and /readyz")
 	fs.StringVar(&o.LogLevel, "log-level", DefaultLogLevel, "log level: trace, debug, info, warn or error")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
+	fs.StringVar(&o.LogFormat, "log-format", DefaultLogFormat, "log format: text or json")
+	fs.IntVar(&o.PodWorkers, "pod-workers", DefaultPodWorkers, "pod sync workers per virtual node")
+	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", DefaultNodeStatusInterval, "rewrite an unchanged node status this often (changes are written at once)")
+	fs.DurationVar(&o.CommandTimeout, "command-timeout", DefaultCommandTimeout, "give up publishing one command to a base after this long")
 	for _, s := range settings {
 		f := fs.Lookup(s.flag)
 		f.Usage += " [$" + s.env + "]"
@@ -220,7 +241,7 @@ func (o *Options) Validate() error {
 	if o.MQTTClientCertPath != "" && o.MQTTCAPath == "" {
 		errs = append(errs, errors.New("a client certificate needs TLS: set --mqtt-ca-path"))
 	}
-	for name, path := range map[string]string{"--mqtt-ca-path": o.MQTTCAPath, "--mqtt-client-crt-path": o.MQTTClientCertPath, "--mqtt-client-key-path": o.MQTTClientKeyPath, "--kubeconfig": o.Kubeconfig} {
+	for name, path := range map[string]string{"--mqtt-ca-path": o.MQTTCAPath, "--mqtt-client-crt-path": o.MQTTClientCertPath, "--mqtt-client-key-path": o.MQTTClientKeyPath} {
 		if path == "" {
 			continue
 		}
@@ -228,9 +249,16 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
 	}
+	// Like $KUBECONFIG for kubectl, --kubeconfig may list several files.
+	for _, path := range filepath.SplitList(o.Kubeconfig) {
+		if _, err := os.Stat(path); err != nil {
+			errs = append(errs, fmt.Errorf("--kubeconfig: %w", err))
+		}
+	}
 	positive := map[string]time.Duration{
 		"--message-max-age": o.MessageMaxAge, "--unreachable-after": o.UnreachableAfter, "--remove-after": o.RemoveAfter,
 		"--health-interval": o.HealthInterval, "--install-timeout": o.InstallTimeout, "--query-interval": o.QueryInterval, "--node-lease-duration": o.NodeLeaseDuration, "--lease-renew-interval": o.LeaseRenewInterval,
+		"--node-status-interval": o.NodeStatusInterval, "--command-timeout": o.CommandTimeout,
 	}
 	for name, d := range positive {
 		if d <= 0 {
@@ -251,6 +279,12 @@ func (o *Options) Validate() error {
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d must be positive", o.KubeAPIQPS, o.KubeAPIBurst))
+	}
+	if o.PodWorkers < 1 {
+		errs = append(errs, fmt.Errorf("--pod-workers %d must be positive", o.PodWorkers))
+	}
+	if o.LogFormat != "text" && o.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q is not one of text, json", o.LogFormat))
 	}
 	switch o.LogLevel {
 	case "trace", "debug", "info", "warn", "warning", "error":

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -52,4 +54,32 @@ func TestValidateListsEveryProblem(t *testing.T) {
 func TestTLSBrokerURL(t *testing.T) {
 	o := parse(t, []string{"--mqtt-broker=b.example", "--mqtt-ca-path=" + t.TempDir()}, nil)
 	require.Equal(t, "ssl://b.example:1883", o.BrokerURL())
+}
+
+func TestNewSettings(t *testing.T) {
+	o := parse(t, nil, map[string]string{"LOG_FORMAT": "json", "VNODE_WORKER_NUM": "8", "NODE_STATUS_INTERVAL": "1m", "COMMAND_TIMEOUT": "3s"})
+	require.NoError(t, o.Validate())
+	require.Equal(t, "json", o.LogFormat)
+	require.Equal(t, 8, o.PodWorkers)
+	require.Equal(t, time.Minute, o.NodeStatusInterval)
+	require.Equal(t, 3*time.Second, o.CommandTimeout)
+
+	o = parse(t, []string{"--log-format=xml", "--pod-workers=0", "--command-timeout=0s", "--node-status-interval=-1s"}, nil)
+	err := o.Validate()
+	for _, want := range []string{"--log-format", "--pod-workers", "--command-timeout", "--node-status-interval"} {
+		require.ErrorContains(t, err, want)
+	}
+}
+
+func TestKubeconfigFromEnvMayBeAList(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	require.NoError(t, os.WriteFile(a, nil, 0o600))
+	require.NoError(t, os.WriteFile(b, nil, 0o600))
+	o := parse(t, nil, map[string]string{"KUBECONFIG": a + string(filepath.ListSeparator) + b})
+	require.NoError(t, o.Validate())
+	require.Equal(t, a+string(filepath.ListSeparator)+b, o.Kubeconfig)
+
+	o = parse(t, []string{"--kubeconfig=" + filepath.Join(dir, "missing")}, nil)
+	require.ErrorContains(t, o.Validate(), "--kubeconfig")
 }
