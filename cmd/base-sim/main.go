@@ -19,6 +19,7 @@ import (
 	logruslogger "github.com/virtual-kubelet/virtual-kubelet/log/logrus"
 
 	"github.com/moduleops/module-controller/pkg/basesim"
+	"github.com/moduleops/module-controller/pkg/config"
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
@@ -76,8 +77,8 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.installDelay, "install-delay", 0, "how long each install stays RESOLVED before it starts")
 	fs.Float64Var(&o.failureRate, "failure-rate", 0, "probability in [0, 1] that an install fails")
 	fs.BoolVar(&o.activateNewModule, "activate-new-module", true, "JVM property activate.new.module: a new version of an active biz takes over (false: SOFAArk default, it starts DEACTIVATED)")
-	fs.StringVar(&o.username, "username", "", "MQTT user name (default: env "+envUsername+")")
-	fs.StringVar(&o.password, "password", "", "MQTT password (default: env "+envPassword+")")
+	fs.StringVar(&o.username, "username", "", "MQTT user name [$"+envUsername+"]")
+	fs.StringVar(&o.password, "password", "", "MQTT password (prefer the environment variable) [$"+envPassword+"]")
 	fs.StringVar(&o.caFile, "ca-file", "", "PEM CA that signed the broker certificate; enables TLS")
 	fs.StringVar(&o.clientCert, "client-cert", "", "PEM client certificate for TLS (with --client-key)")
 	fs.StringVar(&o.clientKey, "client-key", "", "PEM client key for TLS (with --client-cert)")
@@ -144,14 +145,51 @@ func (o *options) fleetConfig() (basesim.FleetConfig, error) {
 	return cfg, errors.Join(errs...)
 }
 
+// usageHeader starts --help.
+const usageHeader = `base-sim runs simulated Koupleless bases that speak the arklet MQTT protocol, for demos,
+manual tests and load tests of module-controller. It runs until Ctrl-C (SIGINT) or SIGTERM.
+
+Usage:
+  base-sim [flags]
+
+Example: three bases against module-controller's embedded broker on this machine:
+  base-sim --count 3 --broker tcp://127.0.0.1:1883
+
+`
+
+// groups orders the flags in --help and docs/configuration.md.
+var groups = []config.Group{
+	{Title: "Fleet", Flags: []string{"count", "identity-prefix", "first-ip", "env"}},
+	{Title: "Base metadata", Flags: []string{"name", "version", "cluster-name"}},
+	{Title: "Behaviour", Flags: []string{"heartbeat-interval", "install-delay", "failure-rate", "activate-new-module"}},
+	{Title: "MQTT connection", Flags: []string{"broker", "client-prefix", "username", "password", "ca-file", "client-cert", "client-key"}},
+	{Title: "Logging", Flags: []string{"log-level"}},
+}
+
+// envVar returns the environment variable a flag falls back to, or "".
+func envVar(flag string) string {
+	switch flag {
+	case "username":
+		return envUsername
+	case "password":
+		return envPassword
+	}
+	return ""
+}
+
 func main() {
 	var o options
 	fs := pflag.NewFlagSet("base-sim", pflag.ContinueOnError)
+	fs.Usage = func() {} // printed below: to stdout for --help, a hint on stderr for a bad flag
 	o.addFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Print(usageHeader)
+			config.PrintUsage(os.Stdout, fs, groups, 110)
 			return
 		}
+		fmt.Fprintf(os.Stderr, "base-sim: %v\n", err)
+		fmt.Fprintln(os.Stderr, "Run 'base-sim --help' for every flag.")
 		os.Exit(2)
 	}
 	o.applyEnv(fs, os.Getenv)
@@ -159,23 +197,40 @@ func main() {
 	l := logrus.New()
 	level, err := logrus.ParseLevel(o.logLevel)
 	if err != nil {
-		l.WithError(err).Fatal("invalid --log-level")
+		fmt.Fprintf(os.Stderr, "base-sim: invalid flags:\n--log-level %q: want debug, info, warn or error\n", o.logLevel)
+		os.Exit(2)
 	}
 	l.SetLevel(level)
 	log.L = logruslogger.FromLogrus(logrus.NewEntry(l))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	go func() {
+		// The first signal stops the bases cleanly; a second one kills.
+		<-ctx.Done()
+		stop()
+	}()
 	if err := run(ctx, o); err != nil {
+		var invalid invalidFlagsError
+		if errors.As(err, &invalid) {
+			fmt.Fprintf(os.Stderr, "base-sim: invalid flags:\n%v\n", invalid.err)
+			os.Exit(2)
+		}
 		log.G(ctx).WithError(err).Fatal("base-sim failed")
 	}
 }
+
+// invalidFlagsError reports every problem with the flags.
+type invalidFlagsError struct{ err error }
+
+func (e invalidFlagsError) Error() string { return "invalid flags: " + e.err.Error() }
+
+func (e invalidFlagsError) Unwrap() error { return e.err }
 
 // run starts the fleet and keeps it running until ctx is cancelled.
 func run(ctx context.Context, o options) error {
 	cfg, err := o.fleetConfig()
 	if err != nil {
-		return fmt.Errorf("invalid flags: %w", err)
+		return invalidFlagsError{err}
 	}
 	logger := log.G(ctx).WithField("broker", cfg.Base.Broker).WithField("count", cfg.Count)
 	begin := time.Now()
