@@ -49,17 +49,17 @@ func decodeSample(t *testing.T, file string, obj any) {
 	require.NoError(t, yaml.UnmarshalStrict(raw, obj), "decode %s", file)
 }
 
-// kubectl runs the control plane's kubectl against the shared cluster and
-// returns its combined output. Its discovery cache goes to a temp dir.
-func (e *env) kubectl(args ...string) (string, error) {
-	e.t.Helper()
+// kubectl runs the control plane's kubectl against the cluster and returns
+// its combined output. Its discovery cache goes to a temp dir.
+func kubectl(t *testing.T, c *framework.Cluster, args ...string) (string, error) {
+	t.Helper()
 	dir, err := framework.DefaultBinDir()
-	require.NoError(e.t, err)
+	require.NoError(t, err)
 	bin := filepath.Join(dir, "kubectl")
 	_, err = os.Stat(bin)
-	require.NoError(e.t, err, "kubectl is built with the control plane (make controlplane)")
-	full := append([]string{"--kubeconfig", e.cluster.Kubeconfig, "--cache-dir", e.t.TempDir()}, args...)
-	out, err := exec.CommandContext(e.t.Context(), bin, full...).CombinedOutput()
+	require.NoError(t, err, "kubectl is built with the control plane (make controlplane)")
+	full := append([]string{"--kubeconfig", c.Kubeconfig, "--cache-dir", t.TempDir()}, args...)
+	out, err := exec.CommandContext(t.Context(), bin, full...).CombinedOutput()
 	return string(out), err
 }
 
@@ -67,7 +67,7 @@ func (e *env) kubectl(args ...string) (string, error) {
 // namespace, as a user would.
 func (e *env) applySample(file string) {
 	e.t.Helper()
-	out, err := e.kubectl("apply", "-n", e.namespace, "-f", samplePath(e.t, file))
+	out, err := kubectl(e.t, e.cluster, "apply", "-n", e.namespace, "-f", samplePath(e.t, file))
 	require.NoError(e.t, err, "kubectl apply %s: %s", file, out)
 	e.t.Logf("kubectl apply -f %s: %s", file, strings.TrimSpace(out))
 }
@@ -227,3 +227,5 @@ func (e *env) foreignNode(name string, labels map[string]string) *corev1.Node {
 	require.NoError(e.t, err)
 	return n
 }
+
+func ptr[T any](v T) *T { return &v }
