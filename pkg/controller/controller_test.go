@@ -2,11 +2,13 @@ package controller
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -186,6 +188,37 @@ func TestHealthReplyKeepsBaseAlive(t *testing.T) {
 	status, _ := readyStatus(n)
 	require.Equal(t, corev1.ConditionTrue, status, "health replies alone keep the node Ready")
 	require.NotEmpty(t, f.tunnel.CommandsFor("base-1", protocol.CommandHealth), "the controller polls health")
+}
+
+func TestRemovedBaseTakesItsPods(t *testing.T) {
+	f := newFixture(t, nil)
+	f.heartbeat("base-1", "activated")
+	name := "vnode.base-1.default"
+	f.node(name, isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	for _, p := range []*corev1.Pod{
+		{ObjectMeta: metav1.ObjectMeta{Name: "on-base", Namespace: "a", UID: "u1"}, Spec: corev1.PodSpec{NodeName: name}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "also-on-base", Namespace: "b", UID: "u2"}, Spec: corev1.PodSpec{NodeName: name}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere", Namespace: "a", UID: "u3"}, Spec: corev1.PodSpec{NodeName: "vnode.base-2.default"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "unscheduled", Namespace: "a", UID: "u4"}},
+	} {
+		_, err := f.client.CoreV1().Pods(p.Namespace).Create(t.Context(), p, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+
+	f.advance(DefaultRemoveAfter + time.Second)
+	f.nodeGone(name)
+	require.Eventually(t, func() bool {
+		pods, err := f.client.CoreV1().Pods(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			return false
+		}
+		var left []string
+		for _, p := range pods.Items {
+			left = append(left, p.Name)
+		}
+		slices.Sort(left)
+		return assert.ObjectsAreEqual([]string{"elsewhere", "unscheduled"}, left)
+	}, waitFor, 10*time.Millisecond, "only the removed node's pods are deleted")
 }
 
 func TestDeactivatedHeartbeatRemovesNode(t *testing.T) {

@@ -258,7 +258,7 @@ func (c *Controller) releasePod(ctx context.Context, pod *corev1.Pod) error {
 
 func ptr[T any](v T) *T { return &v }
 
-// removeBase stops serving a base and deletes its node and lease.
+// removeBase stops serving a base and deletes its node, lease and pods.
 func (c *Controller) removeBase(ctx context.Context, v *vnode, reason, message string) {
 	delete(c.bases, v.baseID)
 	c.removing[v.baseID] = v.removed
@@ -282,7 +282,35 @@ func (c *Controller) removeBase(ctx context.Context, v *vnode, reason, message s
 		if err != nil && !apierrors.IsNotFound(err) {
 			log.G(ctx).WithField("node", v.nodeName).WithError(err).Warn("cannot delete node lease")
 		}
+		c.deleteNodePods(ctx, v.nodeName)
 	}()
+}
+
+// deleteNodePods deletes the pods bound to a removed base's node. The base is
+// gone and its modules with it; Kubernetes' pod garbage collector would
+// delete these pods only after its 40 s quarantine for pods of deleted nodes,
+// keeping a Deployment from replacing them until then. No kubelet is left to
+// finish a graceful deletion, so they go at once; the UID precondition spares
+// a pod recreated under the same name meanwhile.
+func (c *Controller) deleteNodePods(ctx context.Context, nodeName string) {
+	pods, err := c.cfg.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", nodeName).String(),
+	})
+	if err != nil {
+		log.G(ctx).WithField("node", nodeName).WithError(err).Warn("cannot list the pods of a removed node")
+		return
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Spec.NodeName != nodeName {
+			continue
+		}
+		if err := c.releasePod(ctx, p); err != nil {
+			log.G(ctx).WithField("node", nodeName).WithField("pod", p.Namespace+"/"+p.Name).WithError(err).Warn("cannot delete a pod of a removed node")
+			continue
+		}
+		log.G(ctx).WithField("node", nodeName).WithField("pod", p.Namespace+"/"+p.Name).Info("deleted pod of a removed node")
+	}
 }
 
 // lookupTopology copies zone and region from the real node hosting the base,
