@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -49,25 +48,18 @@ func decodeSample(t *testing.T, file string, obj any) {
 	require.NoError(t, yaml.UnmarshalStrict(raw, obj), "decode %s", file)
 }
 
-// kubectl runs the control plane's kubectl against the cluster and returns
-// its combined output. Its discovery cache goes to a temp dir.
-func kubectl(t *testing.T, c *framework.Cluster, args ...string) (string, error) {
+// kubectlIn runs kubectl (see rbac_test.go) against the cluster, with its
+// discovery cache in a temp dir rather than the home directory.
+func kubectlIn(t *testing.T, c *framework.Cluster, args ...string) (string, error) {
 	t.Helper()
-	dir, err := framework.DefaultBinDir()
-	require.NoError(t, err)
-	bin := filepath.Join(dir, "kubectl")
-	_, err = os.Stat(bin)
-	require.NoError(t, err, "kubectl is built with the control plane (make controlplane)")
-	full := append([]string{"--kubeconfig", c.Kubeconfig, "--cache-dir", t.TempDir()}, args...)
-	out, err := exec.CommandContext(t.Context(), bin, full...).CombinedOutput()
-	return string(out), err
+	return kubectl(t, c.Kubeconfig, append([]string{"--cache-dir=" + t.TempDir()}, args...)...)
 }
 
 // applySample runs `kubectl apply -f deploy/samples/<file>` in the env's
 // namespace, as a user would.
 func (e *env) applySample(file string) {
 	e.t.Helper()
-	out, err := kubectl(e.t, e.cluster, "apply", "-n", e.namespace, "-f", samplePath(e.t, file))
+	out, err := kubectlIn(e.t, e.cluster, "apply", "-n", e.namespace, "-f", samplePath(e.t, file))
 	require.NoError(e.t, err, "kubectl apply %s: %s", file, out)
 	e.t.Logf("kubectl apply -f %s: %s", file, strings.TrimSpace(out))
 }

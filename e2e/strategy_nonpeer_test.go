@@ -24,7 +24,7 @@ import (
 func TestStrategySamplesApply(t *testing.T) {
 	c := sharedCluster(t)
 	for _, file := range []string{"sample-deployment.yaml", "daemonset.yaml", "deployment-nonpeer.yaml", "deployment-zone-spread.yaml"} {
-		out, err := kubectl(t, c, "apply", "--dry-run=server", "-f", samplePath(t, file))
+		out, err := kubectlIn(t, c, "apply", "--dry-run=server", "-f", samplePath(t, file))
 		require.NoError(t, err, "%s: %s", file, out)
 		require.Contains(t, out, "(server dry run)", file)
 	}
