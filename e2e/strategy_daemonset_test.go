@@ -175,7 +175,7 @@ type basesLazy map[string]*basesim.Base
 
 func describeBasesLazy(b map[string]*basesim.Base) basesLazy { return basesLazy(b) }
 
-func (b basesLazy) String() string { return describeBases(b) }
+func (b basesLazy) String() string { return describeBaseMap(b) }
 
 // requireUntouched checks that bases outside the workload's node affinity got
 // no pod and no command.
@@ -236,7 +236,7 @@ func sampleRollout(t *testing.T, bases map[string]*basesim.Base, biz string) *ro
 		for {
 			without := 0
 			for id, b := range bases {
-				if len(activeVersions(b, biz)) == 0 {
+				if len(activeBizVersions(b, biz)) == 0 {
 					without++
 				}
 				versions := 0

@@ -18,13 +18,13 @@ import (
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
-// TestStrategySamplesApply: every sample under deploy/samples passes
-// `kubectl apply --dry-run=server` on the real API server, admission and
-// defaulting included.
-func TestStrategySamplesApply(t *testing.T) {
+// TestPeerAndNonPeerSamplesApply: the guide's sample and the peer and
+// non-peer samples under deploy/samples pass `kubectl apply --dry-run=server`
+// on the real API server, admission and defaulting included.
+func TestPeerAndNonPeerSamplesApply(t *testing.T) {
 	c := sharedCluster(t)
 	for _, file := range []string{"sample-deployment.yaml", "daemonset.yaml", "deployment-nonpeer.yaml", "deployment-zone-spread.yaml"} {
-		out, err := kubectlIn(t, c, "apply", "--dry-run=server", "-f", samplePath(t, file))
+		out, err := kubectlIn(t, c, "apply", "--dry-run=server", "-f", sampleFile(t, file))
 		require.NoError(t, err, "%s: %s", file, out)
 		require.Contains(t, out, "(server dry run)", file)
 	}
@@ -65,7 +65,7 @@ func TestNonPeerGuideSample(t *testing.T) {
 	})
 	t.Logf("MEASURED: guide's sample Deployment (1 replica) Running %s after create", time.Since(start).Round(time.Millisecond))
 	id := e.baseOf(&pods[0], bases)
-	require.Equal(t, []string{"0.0.1"}, activeVersions(bases[id], "biz1"))
+	require.Equal(t, []string{"0.0.1"}, activeBizVersions(bases[id], "biz1"))
 	require.Equal(t, "0.0.1", pods[0].Labels[labelModuleVersion])
 
 	// kubectl scale --replicas=6
@@ -83,7 +83,7 @@ func TestNonPeerGuideSample(t *testing.T) {
 				switch {
 				case running(&ps[i]):
 					run++
-				case waitingReason(&ps[i]) == "BizOwnedByOtherPod":
+				case firstWaitingReason(&ps[i]) == "BizOwnedByOtherPod":
 					owned++
 				}
 			}
@@ -103,7 +103,7 @@ func TestNonPeerGuideSample(t *testing.T) {
 		n := 0
 		if len(used[e.nodeName(id)]) > 0 {
 			n = 1
-			require.Equal(t, []string{"0.0.1"}, activeVersions(b, "biz1"), "base %s", id)
+			require.Equal(t, []string{"0.0.1"}, activeBizVersions(b, "biz1"), "base %s", id)
 		}
 		require.Equal(t, n, b.ReceivedCount(protocol.CommandInstallBiz, "biz1:0.0.1"), "base %s: installed once, however many pods share it", id)
 	}
@@ -258,7 +258,7 @@ func TestNonPeerZoneSpread(t *testing.T) {
 			switch {
 			case running(p):
 				run++
-			case waitingReason(p) == "BizOwnedByOtherPod":
+			case firstWaitingReason(p) == "BizOwnedByOtherPod":
 				owned++
 			}
 		}
@@ -300,7 +300,7 @@ func TestNonPeerReplicaSet(t *testing.T) {
 			}
 			holding := 0
 			for _, b := range bases {
-				switch v := activeVersions(b, "biz2"); len(v) {
+				switch v := activeBizVersions(b, "biz2"); len(v) {
 				case 0:
 				case 1:
 					holding++
@@ -349,8 +349,8 @@ func (e *env) baseOf(p *corev1.Pod, bases map[string]*basesim.Base) string {
 	return id
 }
 
-// waitingReason returns the reason of the pod's first waiting container.
-func waitingReason(p *corev1.Pod) string {
+// firstWaitingReason returns the reason of the pod's first waiting container.
+func firstWaitingReason(p *corev1.Pod) string {
 	for _, cs := range p.Status.ContainerStatuses {
 		if cs.State.Waiting != nil {
 			return cs.State.Waiting.Reason

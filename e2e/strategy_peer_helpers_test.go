@@ -31,8 +31,8 @@ const (
 	biz1Selector       = labelModuleName + "=biz1"
 )
 
-// samplePath returns the path of deploy/samples/<file>.
-func samplePath(t *testing.T, file string) string {
+// sampleFile returns the path of deploy/samples/<file>.
+func sampleFile(t *testing.T, file string) string {
 	t.Helper()
 	root, err := framework.RepoRoot()
 	require.NoError(t, err)
@@ -43,7 +43,7 @@ func samplePath(t *testing.T, file string) string {
 // sample fails the test instead of being dropped.
 func decodeSample(t *testing.T, file string, obj any) {
 	t.Helper()
-	raw, err := os.ReadFile(samplePath(t, file))
+	raw, err := os.ReadFile(sampleFile(t, file))
 	require.NoError(t, err)
 	require.NoError(t, yaml.UnmarshalStrict(raw, obj), "decode %s", file)
 }
@@ -59,7 +59,7 @@ func kubectlIn(t *testing.T, c *framework.Cluster, args ...string) (string, erro
 // namespace, as a user would.
 func (e *env) applySample(file string) {
 	e.t.Helper()
-	out, err := kubectlIn(e.t, e.cluster, "apply", "-n", e.namespace, "-f", samplePath(e.t, file))
+	out, err := kubectlIn(e.t, e.cluster, "apply", "-n", e.namespace, "-f", sampleFile(e.t, file))
 	require.NoError(e.t, err, "kubectl apply %s: %s", file, out)
 	e.t.Logf("kubectl apply -f %s: %s", file, strings.TrimSpace(out))
 }
@@ -129,8 +129,8 @@ func unschedulable(p *corev1.Pod) (string, bool) {
 	return "", false
 }
 
-// activeVersions returns the ACTIVATED versions of biz name on the base.
-func activeVersions(b *basesim.Base, name string) []string {
+// activeBizVersions returns the ACTIVATED versions of biz name on the base.
+func activeBizVersions(b *basesim.Base, name string) []string {
 	var out []string
 	for _, z := range b.Bizs() {
 		if z.Name == name && z.State == protocol.BizActivated {
@@ -149,8 +149,8 @@ func bizKeys(b *basesim.Base) []string {
 	return out
 }
 
-// describeBases formats what each base runs, for failure messages.
-func describeBases(bases map[string]*basesim.Base) string {
+// describeBaseMap formats what each base runs, for failure messages.
+func describeBaseMap(bases map[string]*basesim.Base) string {
 	ids := make([]string, 0, len(bases))
 	for id := range bases {
 		ids = append(ids, id)
