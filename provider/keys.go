@@ -40,3 +40,18 @@ const (
 	// TaintNodeEnv is the reference controller's optional per-env taint.
 	TaintNodeEnv = "schedule.koupleless.io/node-env"
 )
+
+// Labels on module Deployments read by the peer replica sync
+// (pkg/controller/peersync).
+const (
+	// LabelStrategy selects a deployment strategy; StrategyPeer asks for one
+	// replica per Ready virtual node the pod template can be scheduled onto.
+	LabelStrategy = "virtual-kubelet.koupleless.io/strategy"
+	// StrategyPeer is the LabelStrategy value of a peer Deployment.
+	StrategyPeer = "peer"
+	// LabelReplicasControl set to ReplicasControlDisabled stops the peer
+	// replica sync for one Deployment.
+	LabelReplicasControl = "virtual-kubelet.koupleless.io/replicas-control"
+	// ReplicasControlDisabled is the LabelReplicasControl opt-out value.
+	ReplicasControlDisabled = "disabled"
+)

@@ -30,6 +30,7 @@ import (
 	"github.com/moduleops/module-controller/pkg/broker"
 	"github.com/moduleops/module-controller/pkg/config"
 	"github.com/moduleops/module-controller/pkg/controller"
+	"github.com/moduleops/module-controller/pkg/controller/peersync"
 	"github.com/moduleops/module-controller/pkg/version"
 	"github.com/moduleops/module-controller/tunnel/mqtt"
 )
@@ -199,6 +200,13 @@ func run(ctx context.Context, opts config.Options) error {
 		log.G(ctx).Info("controller stopped; disconnecting from the broker")
 		return err
 	})
+	if opts.PeerReplicaSync {
+		ps, err := peersync.New(peersync.Config{Client: client, Registerer: registry})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return ps.Run(ctx) })
+	}
 	g.Go(func() error {
 		return serve(ctx, opts.MetricsAddress, promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}), "/metrics")
 	})

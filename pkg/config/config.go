@@ -44,6 +44,7 @@ const (
 	DefaultPodWorkers         = 2
 	DefaultNodeStatusInterval = 5 * time.Minute
 	DefaultCommandTimeout     = 10 * time.Second
+	DefaultPeerReplicaSync    = true
 )
 
 // Options are every setting of module-controller.
@@ -90,6 +91,11 @@ type Options struct {
 	QueryInterval time.Duration
 	// UninstallOrphans uninstalls bizs no pod asks for that this controller installed.
 	UninstallOrphans bool
+
+	// PeerReplicaSync keeps Deployments labelled
+	// virtual-kubelet.koupleless.io/strategy=peer at one replica per matching
+	// Ready virtual node.
+	PeerReplicaSync bool
 
 	// MetricsAddress serves /metrics; HealthAddress serves /healthz and /readyz.
 	MetricsAddress, HealthAddress string
@@ -143,6 +149,7 @@ var settings = []setting{
 	{"install-timeout", "INSTALL_TIMEOUT"},
 	{"query-interval", "QUERY_INTERVAL"},
 	{"uninstall-orphans", "UNINSTALL_ORPHANS"},
+	{"peer-replica-sync", "PEER_REPLICA_SYNC"},
 	{"metrics-address", "METRICS_ADDRESS"},
 	{"health-address", "HEALTH_ADDRESS"},
 	{"log-level", "LOG_LEVEL"},
@@ -180,6 +187,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.InstallTimeout, "install-timeout", DefaultInstallTimeout, "query the base and retry an install or uninstall unanswered for this long")
 	fs.DurationVar(&o.QueryInterval, "query-interval", DefaultQueryInterval, "how often each base is asked for its full biz list")
 	fs.BoolVar(&o.UninstallOrphans, "uninstall-orphans", false, "uninstall bizs that no pod asks for, if this controller installed them (never bizs baked into the base)")
+	fs.BoolVar(&o.PeerReplicaSync, "peer-replica-sync", DefaultPeerReplicaSync, "set the replicas of Deployments labelled virtual-kubelet.koupleless.io/strategy=peer to the number of Ready virtual nodes their pod template fits")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", DefaultMetricsAddress, "address serving Prometheus /metrics")
 	fs.StringVar(&o.HealthAddress, "health-address", DefaultHealthAddress, "address serving /healthz and /readyz")
 	fs.StringVar(&o.LogLevel, "log-level", DefaultLogLevel, "log level: trace, debug, info, warn or error")

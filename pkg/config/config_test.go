@@ -83,3 +83,11 @@ func TestKubeconfigFromEnvMayBeAList(t *testing.T) {
 	o = parse(t, []string{"--kubeconfig=" + filepath.Join(dir, "missing")}, nil)
 	require.ErrorContains(t, o.Validate(), "--kubeconfig")
 }
+
+func TestPeerReplicaSync(t *testing.T) {
+	require.True(t, parse(t, nil, nil).PeerReplicaSync, "on by default")
+	require.False(t, parse(t, nil, map[string]string{"PEER_REPLICA_SYNC": "false"}).PeerReplicaSync)
+	require.True(t, parse(t, []string{"--peer-replica-sync=true"}, map[string]string{"PEER_REPLICA_SYNC": "false"}).PeerReplicaSync, "the flag wins")
+	o := parse(t, nil, map[string]string{"PEER_REPLICA_SYNC": "sometimes"})
+	require.ErrorContains(t, o.Validate(), "$PEER_REPLICA_SYNC")
+}

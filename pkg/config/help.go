@@ -30,7 +30,7 @@ var Groups = []Group{
 		"unreachable-after", "remove-after", "health-interval", "node-lease-duration",
 		"lease-renew-interval", "node-status-interval", "max-pods", "env-taint",
 	}},
-	{"Module pods", []string{"install-timeout", "query-interval", "uninstall-orphans", "pod-workers"}},
+	{"Module pods", []string{"install-timeout", "query-interval", "uninstall-orphans", "pod-workers", "peer-replica-sync"}},
 	{"Serving and logging", []string{"metrics-address", "health-address", "log-level", "log-format", "version"}},
 }
 

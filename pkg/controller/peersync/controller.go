@@ -1,0 +1,273 @@
+package peersync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/virtual-kubelet/virtual-kubelet/log"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/moduleops/module-controller/provider"
+)
+
+const (
+	// componentName is the source of the Events the controller records.
+	componentName = "peer-replica-sync"
+	// ReasonReplicasSynced is the reason of the Event recorded on a
+	// Deployment whose replicas were changed.
+	ReasonReplicasSynced = "PeerReplicasSynced"
+)
+
+// Controller keeps peer Deployments at one replica per matching Ready
+// virtual node.
+type Controller struct {
+	cfg      Config
+	metrics  *metrics
+	recorder record.EventRecorder
+
+	nodeFactory, deploymentFactory informers.SharedInformerFactory
+	nodes                          corelisters.NodeLister
+	deployments                    appslisters.DeploymentLister
+	synced                         []cache.InformerSynced
+
+	queue workqueue.TypedRateLimitingInterface[string]
+	ready chan struct{}
+}
+
+// New returns a Controller. It validates cfg, fills in defaults and
+// registers the informer handlers; nothing is watched before Run.
+func New(cfg Config) (*Controller, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("invalid peer replica sync configuration: %w", err)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{
+		cfg:      cfg,
+		metrics:  m,
+		recorder: cfg.Recorder,
+		// Only virtual nodes can count, and only peer Deployments are synced:
+		// filter both watches on the server.
+		nodeFactory: informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0,
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.LabelSelector = labels.SelectorFromSet(labels.Set{provider.LabelComponent: provider.ComponentVNode}).String()
+			})),
+		deploymentFactory: informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0,
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.LabelSelector = labels.SelectorFromSet(labels.Set{provider.LabelStrategy: provider.StrategyPeer}).String()
+			})),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "peersync"}),
+		ready: make(chan struct{}),
+	}
+	nodeInformer := c.nodeFactory.Core().V1().Nodes()
+	deploymentInformer := c.deploymentFactory.Apps().V1().Deployments()
+	c.nodes = nodeInformer.Lister()
+	c.deployments = deploymentInformer.Lister()
+	c.synced = []cache.InformerSynced{nodeInformer.Informer().HasSynced, deploymentInformer.Informer().HasSynced}
+
+	if _, err := deploymentInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueue,
+		UpdateFunc: func(_, obj any) { c.enqueue(obj) },
+		DeleteFunc: c.enqueue,
+	}); err != nil {
+		return nil, fmt.Errorf("watching deployments: %w", err)
+	}
+	if _, err := nodeInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { c.enqueueAll() },
+		UpdateFunc: func(old, cur any) {
+			o, ok1 := old.(*corev1.Node)
+			n, ok2 := cur.(*corev1.Node)
+			if !ok1 || !ok2 || placementChanged(o, n) {
+				c.enqueueAll()
+			}
+		},
+		DeleteFunc: func(any) { c.enqueueAll() },
+	}); err != nil {
+		return nil, fmt.Errorf("watching nodes: %w", err)
+	}
+	return c, nil
+}
+
+// placementChanged reports whether a node update can change where pods may
+// be scheduled. Heartbeat-only status updates are ignored.
+func placementChanged(o, n *corev1.Node) bool {
+	return isReady(o) != isReady(n) ||
+		o.Spec.Unschedulable != n.Spec.Unschedulable ||
+		!equality.Semantic.DeepEqual(o.Labels, n.Labels) ||
+		!equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints)
+}
+
+// enqueue adds a Deployment's key to the queue.
+func (c *Controller) enqueue(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return
+	}
+	c.queue.Add(key)
+}
+
+// enqueueAll adds every peer Deployment: a node change may change the count
+// of any of them.
+func (c *Controller) enqueueAll() {
+	ds, err := c.deployments.List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, d := range ds {
+		c.enqueue(d)
+	}
+}
+
+// Ready is closed once the caches are synced and the workers run.
+func (c *Controller) Ready() <-chan struct{} { return c.ready }
+
+// Run watches nodes and peer Deployments and syncs them until ctx is done.
+// It returns nil on cancellation. Call it once.
+func (c *Controller) Run(ctx context.Context) error {
+	if c.recorder == nil {
+		broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.cfg.Client.CoreV1().Events("")})
+		defer broadcaster.Shutdown()
+		c.recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: componentName})
+	}
+	defer c.queue.ShutDown()
+	c.nodeFactory.Start(ctx.Done())
+	c.deploymentFactory.Start(ctx.Done())
+	defer c.nodeFactory.Shutdown()
+	defer c.deploymentFactory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return errors.New("peer replica sync: caches did not sync")
+	}
+
+	var wg sync.WaitGroup
+	for range c.cfg.Workers {
+		wg.Go(func() {
+			for c.processNextWorkItem(ctx) {
+			}
+		})
+	}
+	close(c.ready)
+	log.G(ctx).WithField("workers", c.cfg.Workers).Info("peer replica sync started")
+	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+	return nil
+}
+
+// processNextWorkItem syncs one Deployment. It returns false once the queue
+// is shut down.
+func (c *Controller) processNextWorkItem(ctx context.Context) bool {
+	key, shutdown := c.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer c.queue.Done(key)
+	result, err := c.sync(ctx, key)
+	c.metrics.syncs.WithLabelValues(result).Inc()
+	if err == nil {
+		// Forget the failure history, so the next problem starts from the
+		// shortest backoff.
+		c.queue.Forget(key)
+		return true
+	}
+	entry := log.G(ctx).WithField("deployment", key).WithError(err)
+	if apierrors.IsConflict(err) {
+		// Another replica (or the Deployment controller) wrote first: the
+		// next sync reads the new state.
+		entry.Debug("deployment changed while scaling; retrying")
+	} else {
+		entry.Warn("cannot sync peer deployment; retrying")
+	}
+	c.queue.AddRateLimited(key)
+	return true
+}
+
+// sync sets one Deployment's replicas to the number of Ready virtual nodes
+// its template fits. It is level-triggered: it reads the current state and
+// writes only when the replicas differ.
+func (c *Controller) sync(ctx context.Context, key string) (string, error) {
+	namespace, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return resultSkipped, nil // not a key this controller made; never retried
+	}
+	d, err := c.deployments.Deployments(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		return resultSkipped, nil
+	}
+	if err != nil {
+		return resultError, fmt.Errorf("reading deployment %s from the cache: %w", key, err)
+	}
+	if !managed(d) {
+		return resultSkipped, nil
+	}
+	nodes, err := c.nodes.List(labels.Everything())
+	if err != nil {
+		return resultError, fmt.Errorf("listing virtual nodes from the cache: %w", err)
+	}
+	want := newMatcher(&d.Spec.Template).count(nodes)
+	if replicas(d) == want {
+		return resultUnchanged, nil
+	}
+
+	// The cache may lag: read the scale for its resourceVersion, so a write
+	// based on stale state fails with a conflict instead of undoing a newer one.
+	scales := c.cfg.Client.AppsV1().Deployments(namespace)
+	scale, err := scales.GetScale(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return resultSkipped, nil
+	}
+	if err != nil {
+		return resultError, fmt.Errorf("reading the scale of deployment %s: %w", key, err)
+	}
+	from := scale.Spec.Replicas
+	if from == want {
+		return resultUnchanged, nil
+	}
+	scale.Spec.Replicas = want
+	if _, err := scales.UpdateScale(ctx, name, scale, metav1.UpdateOptions{}); err != nil {
+		return resultError, fmt.Errorf("scaling deployment %s to %d: %w", key, want, err)
+	}
+	c.recorder.Eventf(d, corev1.EventTypeNormal, ReasonReplicasSynced,
+		"Scaled replicas from %d to %d: %d Ready virtual nodes match the pod template", from, want, want)
+	log.G(ctx).WithField("deployment", key).WithField("from", from).WithField("to", want).Info("peer deployment scaled")
+	return resultScaled, nil
+}
+
+// managed reports whether the Deployment asks for, and has not opted out of,
+// the peer replica sync.
+func managed(d *appsv1.Deployment) bool {
+	return d.Labels[provider.LabelStrategy] == provider.StrategyPeer &&
+		d.Labels[provider.LabelReplicasControl] != provider.ReplicasControlDisabled &&
+		d.DeletionTimestamp == nil
+}
+
+// replicas returns the Deployment's desired replicas; unset means 1, the
+// API server's default.
+func replicas(d *appsv1.Deployment) int32 {
+	if d.Spec.Replicas == nil {
+		return 1
+	}
+	return *d.Spec.Replicas
+}

@@ -1,0 +1,29 @@
+// Package peersync keeps every peer Deployment at one replica per Ready
+// virtual node its pod template can be scheduled onto.
+//
+// A Deployment labelled virtual-kubelet.koupleless.io/strategy=peer gets
+// spec.replicas = the number of Ready, schedulable virtual nodes that satisfy
+// the template's nodeSelector, required node affinity and NoSchedule/NoExecute
+// taints, evaluated with Kubernetes' own scheduling helpers
+// (k8s.io/component-helpers). Replicas are written through the scale
+// subresource, only when they differ, and each change is recorded as an Event
+// on the Deployment. The label virtual-kubelet.koupleless.io/replicas-control=disabled
+// opts a Deployment out.
+//
+// The controller follows sample-controller: informer handlers only enqueue
+// Deployment keys (a node change enqueues every peer Deployment), and workers
+// run a level-triggered sync with rate-limited requeue. Every replica of
+// module-controller may run it: they compute the same number and do not write
+// when it is already set.
+//
+// It needs only: apps deployments get/list/watch, apps deployments/scale
+// get/update, core events create/patch and core nodes list/watch. It imports
+// provider for the label keys and nothing else of the project.
+//
+// Usage:
+//
+//	ps, err := peersync.New(peersync.Config{Client: client, Registerer: reg})
+//	if err != nil { ... }
+//	go ps.Run(ctx)
+//	<-ps.Ready()
+package peersync

@@ -1,0 +1,81 @@
+package peersync
+
+import (
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	schedulingcorev1 "k8s.io/component-helpers/scheduling/corev1"
+	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
+
+	"github.com/moduleops/module-controller/provider"
+)
+
+// matcher decides whether a pod template can be scheduled onto a node. It is
+// built once per sync and applied to every node.
+type matcher struct {
+	template    *corev1.PodTemplateSpec
+	affinity    nodeaffinity.RequiredNodeAffinity
+	tolerations []corev1.Toleration
+}
+
+// newMatcher parses the template's nodeSelector and required node affinity.
+func newMatcher(template *corev1.PodTemplateSpec) matcher {
+	return matcher{
+		template:    template,
+		affinity:    nodeaffinity.NewRequiredNodeAffinity(template.Spec.NodeSelector, template.Spec.Affinity),
+		tolerations: template.Spec.Tolerations,
+	}
+}
+
+// isVirtualNode reports whether n is a virtual node of a base.
+func isVirtualNode(n *corev1.Node) bool {
+	return n.Labels[provider.LabelComponent] == provider.ComponentVNode
+}
+
+// isReady reports whether n's Ready condition is True.
+func isReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// fits reports whether a pod of the template would be placed on n by the
+// scheduler's node filters that depend on the node alone: a Ready,
+// schedulable virtual node, the template's nodeName, nodeSelector and
+// required node affinity (the scheduler's NodeAffinity plugin, through the
+// same helper the DaemonSet controller uses), and no NoSchedule or NoExecute
+// taint left untolerated (the TaintToleration plugin). Pod (anti-)affinity
+// and resources are not part of it: they depend on other pods, and with a
+// hostname anti-affinity they are what spreads the replicas one per node.
+func (m matcher) fits(n *corev1.Node) bool {
+	if !isVirtualNode(n) || n.Spec.Unschedulable || !isReady(n) {
+		return false
+	}
+	if name := m.template.Spec.NodeName; name != "" && name != n.Name {
+		return false
+	}
+	// A template whose affinity does not parse cannot be scheduled anywhere.
+	if ok, err := m.affinity.Match(n); err != nil || !ok {
+		return false
+	}
+	// The comparison operators of tolerations are an alpha feature gate
+	// (TaintTolerationComparisonOperators), off by default: evaluate as the
+	// scheduler does with it off.
+	_, untolerated := schedulingcorev1.FindMatchingUntoleratedTaint(logr.Discard(), n.Spec.Taints, m.tolerations, func(t *corev1.Taint) bool {
+		return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
+	}, false)
+	return !untolerated
+}
+
+// count returns how many of nodes the template fits.
+func (m matcher) count(nodes []*corev1.Node) int32 {
+	var n int32
+	for _, node := range nodes {
+		if m.fits(node) {
+			n++
+		}
+	}
+	return n
+}
