@@ -63,10 +63,22 @@ func (m matcher) fits(n *corev1.Node) bool {
 	// The comparison operators of tolerations are an alpha feature gate
 	// (TaintTolerationComparisonOperators), off by default: evaluate as the
 	// scheduler does with it off.
-	_, untolerated := schedulingcorev1.FindMatchingUntoleratedTaint(logr.Discard(), n.Spec.Taints, m.tolerations, func(t *corev1.Taint) bool {
-		return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
-	}, false)
+	_, untolerated := schedulingcorev1.FindMatchingUntoleratedTaint(logr.Discard(), n.Spec.Taints, m.tolerations, filterTaint, false)
 	return !untolerated
+}
+
+// filterTaint selects the taints the scheduler filters on (NoSchedule and
+// NoExecute), except those the node lifecycle controller derives from the
+// Ready condition and spec.unschedulable, which fits reads directly: they
+// lag behind by up to the controller's monitor period, and a joining base
+// would otherwise count only seconds after it turned Ready, a fresh peer
+// Deployment could even be scaled to zero and back.
+func filterTaint(t *corev1.Taint) bool {
+	switch t.Key {
+	case corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable, corev1.TaintNodeUnschedulable:
+		return false
+	}
+	return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
 }
 
 // count returns how many of nodes the template fits.

@@ -98,6 +98,16 @@ func TestFits(t *testing.T) {
 				n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "busy", Effect: corev1.TaintEffectPreferNoSchedule})
 			}),
 		},
+		{
+			name: "lagging not-ready taint on a Ready node", want: true, node: vnode("a", func(n *corev1.Node) {
+				n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: corev1.TaintNodeNotReady, Effect: corev1.TaintEffectNoSchedule})
+			}),
+		},
+		{
+			name: "unreachable taint on a node Ready again", want: true, node: vnode("a", func(n *corev1.Node) {
+				n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: corev1.TaintNodeUnreachable, Effect: corev1.TaintEffectNoExecute})
+			}),
+		},
 		{name: "template pinned to this node", node: vnode("a", nil), want: true, template: func(p *corev1.PodTemplateSpec) { p.Spec.NodeName = "vnode.a.default" }},
 		{name: "template pinned to another node", node: vnode("a", nil), template: func(p *corev1.PodTemplateSpec) { p.Spec.NodeName = "vnode.b.default" }},
 	}
