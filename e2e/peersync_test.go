@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -17,7 +19,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
 
+	"github.com/moduleops/module-controller/e2e/framework"
 	"github.com/moduleops/module-controller/pkg/basesim"
 )
 
@@ -290,17 +294,40 @@ func TestPeerReplicaSync(t *testing.T) {
 // 0.0.1 to 0.0.2 with install-before-remove (maxSurge 1, maxUnavailable 0).
 // Every base always has an ACTIVATED biz1 during the rollout, and at the end
 // every base runs 0.0.2 only: 0.0.1 is uninstalled everywhere.
+//
+// Two ways let the new version land next to the old one despite the hostname
+// anti-affinity: the version in the term's label selector (any Kubernetes),
+// and matchLabelKeys: [pod-template-hash] (Kubernetes 1.33 and later), which
+// needs no edit of the term on an update.
 func TestPeerRollingUpdate(t *testing.T) {
-	e := newEnv(t, "embedded")
+	t.Run("version in the selector/embedded", func(t *testing.T) { testPeerRollingUpdate(t, "embedded", "10.33.0.", nil) })
+	t.Run("matchLabelKeys/mosquitto", func(t *testing.T) {
+		testPeerRollingUpdate(t, "mosquitto", "10.34.0.", func(d *appsv1.Deployment) {
+			term := &d.Spec.Template.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution[0]
+			delete(term.LabelSelector.MatchLabels, "module.koupleless.io/version")
+			term.MatchLabelKeys = []string{appsv1.DefaultDeploymentUniqueLabelKey}
+		})
+	})
+}
+
+func testPeerRollingUpdate(t *testing.T, kind, prefix string, mod func(*appsv1.Deployment)) {
+	e := newEnv(t, kind)
+	deployment := func(version string) *appsv1.Deployment {
+		d := e.peerDeployment("biz1-peer", version)
+		if mod != nil {
+			mod(d)
+		}
+		return d
+	}
 	var bases []*basesim.Base
 	for i := 1; i <= 4; i++ {
-		bases = append(bases, e.startBase(fmt.Sprintf("10.33.0.%d", i), nil))
+		bases = append(bases, e.startBase(fmt.Sprintf("%s%d", prefix, i), nil))
 	}
 	for _, b := range bases {
 		e.waitNode(b.Identity(), "Ready", isReady)
 	}
 	const name = "biz1-peer"
-	_, err := e.client.AppsV1().Deployments(e.namespace).Create(t.Context(), e.peerDeployment(name, "0.0.1"), metav1.CreateOptions{})
+	_, err := e.client.AppsV1().Deployments(e.namespace).Create(t.Context(), deployment("0.0.1"), metav1.CreateOptions{})
 	require.NoError(t, err)
 	e.waitReplicas(name, 4, "four bases")
 	e.waitOneRunningPerBase("0.0.1", bases...)
@@ -375,7 +402,7 @@ func TestPeerRollingUpdate(t *testing.T) {
 	start := time.Now()
 	d, err := e.client.AppsV1().Deployments(e.namespace).Get(t.Context(), name, metav1.GetOptions{})
 	require.NoError(t, err)
-	d.Spec.Template = e.peerDeployment(name, "0.0.2").Spec.Template
+	d.Spec.Template = deployment("0.0.2").Spec.Template
 	_, err = e.client.AppsV1().Deployments(e.namespace).Update(t.Context(), d, metav1.UpdateOptions{})
 	require.NoError(t, err)
 
@@ -433,4 +460,29 @@ func bizsOf(bases []*basesim.Base) map[string][]string {
 		}
 	}
 	return out
+}
+
+// TestPeerSampleApplies: deploy/samples/peer-deployment.yaml is accepted by
+// the API server as it is (only the namespace is this test's), and the
+// replica sync gives it one Running module per base.
+func TestPeerSampleApplies(t *testing.T) {
+	e := newEnv(t, "embedded")
+	root, err := framework.RepoRoot()
+	require.NoError(t, err)
+	raw, err := os.ReadFile(filepath.Join(root, "deploy", "samples", "peer-deployment.yaml"))
+	require.NoError(t, err)
+	var d appsv1.Deployment
+	require.NoError(t, yaml.UnmarshalStrict(raw, &d))
+	d.Namespace = e.namespace
+	require.Nil(t, d.Spec.Replicas, "the sample leaves replicas to the replica sync")
+
+	bases := []*basesim.Base{e.startBase("10.35.0.1", nil), e.startBase("10.35.0.2", nil)}
+	for _, b := range bases {
+		e.waitNode(b.Identity(), "Ready", isReady)
+	}
+	_, err = e.client.AppsV1().Deployments(e.namespace).Create(t.Context(), &d, metav1.CreateOptions{})
+	require.NoError(t, err)
+	e.waitReplicas(d.Name, 2, "two bases")
+	e.waitOneRunningPerBase("0.0.1", bases...)
+	e.waitSyncEvent(d.Name, 2)
 }
