@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,7 +21,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/yaml"
 
+	"github.com/moduleops/module-controller/e2e/framework"
 	"github.com/moduleops/module-controller/pkg/basesim"
+	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
 // Helpers shared by the rolling-update and batch-update strategy tests.
@@ -34,6 +37,14 @@ func loadSample(t *testing.T, rel string) *appsv1.Deployment {
 	var d appsv1.Deployment
 	require.NoError(t, yaml.UnmarshalStrict(raw, &d), rel)
 	return &d
+}
+
+// samplePath returns the path of deploy/samples/<rel>.
+func samplePath(t *testing.T, rel string) string {
+	t.Helper()
+	root, err := framework.RepoRoot()
+	require.NoError(t, err)
+	return filepath.Join(root, "deploy", "samples", rel)
 }
 
 // confine puts a sample into the env's namespace and restricts every node
@@ -205,6 +216,18 @@ func (e *env) sampleBases(bases []*basesim.Base, name string, interval time.Dura
 	}()
 	e.t.Cleanup(s.Stop)
 	return s
+}
+
+// activeVersions returns the ACTIVATED versions of name on b, sorted.
+func activeVersions(b *basesim.Base, name string) []string {
+	var out []string
+	for _, z := range b.Bizs() {
+		if z.Name == name && z.State == protocol.BizActivated {
+			out = append(out, z.Version)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (s *baseSampler) sample() {
