@@ -26,7 +26,9 @@ import (
 // once with --exit-when-ready (as CI does) and once stopped with Ctrl-C
 // (SIGINT). Each run must bring the sample module pod to Running on one of
 // three Ready virtual nodes, print the kubectl line, exit 0 and leave no
-// process and no file behind.
+// process and no file behind. A third run with a module no base can take
+// must fail with exit status 1, show the pod's scheduling events and keep
+// only its logs.
 func TestQuickstart(t *testing.T) {
 	root, err := framework.RepoRoot()
 	require.NoError(t, err)
@@ -45,6 +47,37 @@ func TestQuickstart(t *testing.T) {
 		require.NoError(t, r.wait(t), "quickstart failed; output:\n%s", r.output())
 		r.checkReadyOutput(t)
 		r.checkCleanedUp(t)
+	})
+	t.Run("pods not running", func(t *testing.T) {
+		// A module for a base version nobody runs cannot be scheduled: the
+		// quickstart must give up, show why and still clean up.
+		sample, err := os.ReadFile(filepath.Join(root, "deploy", "samples", "sample-deployment.yaml"))
+		require.NoError(t, err)
+		unschedulable := strings.Replace(string(sample), `values: ["1.0.0"]`, `values: ["9.9.9"]`, 1)
+		require.NotEqual(t, string(sample), unschedulable, "the sample no longer pins base version 1.0.0")
+		path := filepath.Join(t.TempDir(), "unschedulable.yaml")
+		require.NoError(t, os.WriteFile(path, []byte(unschedulable), 0o600))
+
+		r := startQuickstart(t, quickstart, "--exit-when-ready", "--sample="+path, "--timeout=15s")
+		err = r.wait(t)
+		var exit *exec.ExitError
+		require.ErrorAs(t, err, &exit, "quickstart must fail; output:\n%s", r.output())
+		require.Equal(t, 1, exit.ExitCode())
+		out := r.output()
+		for _, want := range []string{"quickstart failed: module pods not Running: 0 of 1 Running (1 created)", "$ kubectl describe pod/test-module-deployment-",
+			"FailedScheduling", "module-controller log"} {
+			require.Contains(t, out, want)
+		}
+		// Every process is gone; the logs stay for a look.
+		for _, pid := range r.pids(t) {
+			require.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "pid %d still running after quickstart exited", pid)
+		}
+		m := regexp.MustCompile(`logs kept in (\S+)`).FindStringSubmatch(out)
+		require.NotNil(t, m, "no logs line in:\n%s", out)
+		t.Cleanup(func() { _ = os.RemoveAll(m[1]) })
+		require.FileExists(t, filepath.Join(m[1], "module-controller-1.log"))
+		require.Contains(t, out, filepath.Join(m[1], "module-controller-1.log"))
+		require.NoFileExists(t, r.kubeconfig)
 	})
 	t.Run("ctrl-c", func(t *testing.T) {
 		r := startQuickstart(t, quickstart)
@@ -137,21 +170,30 @@ func (r *quickstartRun) checkReadyOutput(t *testing.T) {
 	require.Contains(t, out, "--kubeconfig "+r.kubeconfig+" get pods -o wide")
 }
 
-var pidRe = regexp.MustCompile(`(?:etcd|kube-apiserver|kube-scheduler|kube-controller-manager|module-controller|base-sim) (\d+)`)
+var pidRes = []*regexp.Regexp{
+	regexp.MustCompile(`(?:etcd|kube-apiserver|kube-scheduler|kube-controller-manager) (\d+)`),
+	regexp.MustCompile(`module-controller ready \(pid (\d+)\)`),
+	regexp.MustCompile(`simulated bases \(pid (\d+)\)`),
+}
 
-// pids returns every process ID quickstart reported starting.
+// pids returns every process ID quickstart reported starting: the control
+// plane's four, module-controller and base-sim.
 func (r *quickstartRun) pids(t *testing.T) []int {
 	t.Helper()
-	_, line, ok := strings.Cut(r.output(), "Processes:\n")
-	require.True(t, ok, "no Processes line")
-	line, _, _ = strings.Cut(line, "\n")
+	out := r.output()
+	seen := map[int]bool{}
 	var pids []int
-	for _, m := range pidRe.FindAllStringSubmatch(line, -1) {
-		pid, err := strconv.Atoi(m[1])
-		require.NoError(t, err)
-		pids = append(pids, pid)
+	for _, re := range pidRes {
+		for _, m := range re.FindAllStringSubmatch(out, -1) {
+			pid, err := strconv.Atoi(m[1])
+			require.NoError(t, err)
+			if !seen[pid] {
+				seen[pid] = true
+				pids = append(pids, pid)
+			}
+		}
 	}
-	require.Len(t, pids, 6, "etcd, kube-apiserver, kube-scheduler, kube-controller-manager, module-controller, base-sim: %q", line)
+	require.Len(t, pids, 6, "etcd, kube-apiserver, kube-scheduler, kube-controller-manager, module-controller, base-sim in:\n%s", out)
 	return pids
 }
 

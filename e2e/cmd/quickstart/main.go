@@ -81,7 +81,7 @@ func main() {
 	}()
 	q := &quickstart{opts: o, began: time.Now()}
 	err = q.run(ctx)
-	if cerr := q.cleanup(); cerr != nil {
+	if cerr := q.cleanup(err != nil); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
 	if err != nil {
@@ -154,10 +154,16 @@ func (q *quickstart) run(ctx context.Context) error {
 		}
 		q.kubeconfig = o.kubeconfigOut
 	}
-	q.step("control plane ready")
+	pids := q.cluster.PIDs()
+	var list []string
+	for _, name := range framework.ControlPlaneBinaries {
+		list = append(list, name+" "+strconv.Itoa(pids[name]))
+	}
+	q.step("control plane ready (pids: %s)", strings.Join(list, ", "))
 
 	q.controller, err = framework.LaunchController(ctx, o.controllerBin, q.dir, framework.ControllerOptions{
 		Kubeconfig: q.cluster.Kubeconfig, Env: o.env, EmbeddedBrokerAddress: o.brokerAddress,
+		Args: []string{"--log-level=info"}, // the test bed's debug level is too chatty to read here
 	})
 	if err != nil {
 		return fmt.Errorf("starting module-controller: %w", err)
@@ -205,7 +211,7 @@ func (q *quickstart) run(ctx context.Context) error {
 	fmt.Printf("Add bases:\n  %s --broker %s --env %s --identity-prefix more --count 2\n", rel(o.baseSimBin), brokerURL, o.env)
 	fmt.Printf("Logs:\n  %s (module-controller-1.log, base-sim.log, cluster/)\n", q.dir)
 	fmt.Print("Processes:\n ")
-	pids := q.cluster.PIDs()
+	pids = q.cluster.PIDs()
 	for _, name := range framework.ControlPlaneBinaries {
 		fmt.Printf(" %s %d,", name, pids[name])
 	}
@@ -258,14 +264,17 @@ func nodeReady(n *corev1.Node) bool {
 // "kind.group/name" output) runs, and returns how many there are.
 func (q *quickstart) waitRunning(ctx context.Context, objects []string) (int, error) {
 	client := q.cluster.Client
+	// The last complete observation, kept to explain a timeout (a check cut
+	// short by the deadline must not blank it).
 	var pods []corev1.Pod
 	var want int
-	var selector labels.Selector
 	namespace := metav1.NamespaceDefault
 	err := q.poll(ctx, func(ctx context.Context) (bool, error) {
-		pods, want = pods[:0], 0
+		var seen []corev1.Pod
+		var n int
 		for _, obj := range objects {
 			kind, name, _ := strings.Cut(obj, "/")
+			var selector labels.Selector
 			switch kind {
 			case "deployment.apps":
 				d, err := client.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
@@ -275,7 +284,7 @@ func (q *quickstart) waitRunning(ctx context.Context, objects []string) (int, er
 				if selector, err = metav1.LabelSelectorAsSelector(d.Spec.Selector); err != nil {
 					return false, err
 				}
-				want += int(ptrOr(d.Spec.Replicas, 1))
+				n += int(ptrOr(d.Spec.Replicas, 1))
 			case "daemonset.apps":
 				ds, err := client.AppsV1().DaemonSets(namespace).Get(ctx, name, metav1.GetOptions{})
 				if err != nil || ds.Status.ObservedGeneration < ds.Generation {
@@ -284,10 +293,10 @@ func (q *quickstart) waitRunning(ctx context.Context, objects []string) (int, er
 				if selector, err = metav1.LabelSelectorAsSelector(ds.Spec.Selector); err != nil {
 					return false, err
 				}
-				want += int(ds.Status.DesiredNumberScheduled)
+				n += int(ds.Status.DesiredNumberScheduled)
 			case "pod":
-				selector = labels.SelectorFromSet(labels.Set{})
-				want++
+				selector = labels.Everything()
+				n++
 			default:
 				continue
 			}
@@ -300,10 +309,11 @@ func (q *quickstart) waitRunning(ctx context.Context, objects []string) (int, er
 					continue
 				}
 				if p.DeletionTimestamp == nil {
-					pods = append(pods, p)
+					seen = append(seen, p)
 				}
 			}
 		}
+		pods, want = seen, n
 		if want == 0 || len(pods) != want {
 			return false, nil
 		}
@@ -320,7 +330,13 @@ func (q *quickstart) waitRunning(ctx context.Context, objects []string) (int, er
 	// Say why: each pod's phase and events, or the workload's events when no
 	// pod was even created.
 	var b strings.Builder
-	fmt.Fprintf(&b, "module pods not Running (want %d, have %d): %v\n", want, len(pods), err)
+	running := 0
+	for _, p := range pods {
+		if p.Status.Phase == corev1.PodRunning {
+			running++
+		}
+	}
+	fmt.Fprintf(&b, "module pods not Running: %d of %d Running (%d created): %v\n", running, want, len(pods), err)
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	describe := objects
@@ -338,7 +354,7 @@ func (q *quickstart) waitRunning(ctx context.Context, objects []string) (int, er
 			fmt.Fprintf(&b, "(%v)\n", err)
 		}
 	}
-	fmt.Fprintf(&b, "\nmodule-controller log (last lines):\n%s", q.controller.LogTail(20))
+	fmt.Fprintf(&b, "\nmodule-controller log (last lines of %s):\n%s", q.controller.LogPath(), q.controller.LogTail(15))
 	return 0, errors.New(b.String())
 }
 
@@ -391,8 +407,9 @@ func (q *quickstart) kubectlTo(ctx context.Context, w interface{ Write([]byte) (
 	return nil
 }
 
-// cleanup stops everything run started, newest first, and removes its files.
-func (q *quickstart) cleanup() error {
+// cleanup stops everything run started, newest first, and removes its files;
+// after a failure it keeps the logs for a look.
+func (q *quickstart) cleanup(failed bool) error {
 	if q.dir == "" {
 		return nil
 	}
@@ -422,6 +439,10 @@ func (q *quickstart) cleanup() error {
 		if err := os.Remove(q.kubeconfig); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
+	}
+	if failed {
+		fmt.Printf("stopped in %s; logs kept in %s (remove it when done)\n", time.Since(began).Round(100*time.Millisecond), q.dir)
+		return errors.Join(errs...)
 	}
 	if err := os.RemoveAll(q.dir); err != nil {
 		errs = append(errs, err)
