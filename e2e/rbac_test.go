@@ -135,6 +135,22 @@ func TestDeployManifestsRBAC(t *testing.T) {
 	require.Eventually(t, func() bool { return nodeEvent(t, c.Client, e.nodeName(id), "BaseRegistered") }, waitLong, poll,
 		"the controller records Events")
 
+	if controllerHasFlag(t, "--peer-replica-sync") {
+		// Peer replica sync (on by default) scales a peer Deployment to the
+		// Ready bases its template fits, on the same token.
+		const id2 = "10.9.0.2"
+		e.startBase(id2, nil)
+		e.waitNode(id2, "Ready", isReady)
+		_, err := c.Client.AppsV1().Deployments(e.namespace).Create(ctx, peerModuleDeployment(e), metav1.CreateOptions{})
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			d, err := c.Client.AppsV1().Deployments(e.namespace).Get(ctx, "peer", metav1.GetOptions{})
+			return err == nil && d.Spec.Replicas != nil && *d.Spec.Replicas == 2 && d.Status.ReadyReplicas == 2
+		}, waitLong, poll, "peer Deployment scaled to both bases and Ready")
+	} else {
+		t.Log("this controller has no --peer-replica-sync; its RBAC is checked by access review only")
+	}
+
 	require.NoError(t, c.Client.CoreV1().Pods(e.namespace).Delete(ctx, "mod", metav1.DeleteOptions{}))
 	require.Eventually(t, func() bool {
 		_, err := c.Client.CoreV1().Pods(e.namespace).Get(ctx, "mod", metav1.GetOptions{})
@@ -167,7 +183,6 @@ func TestDeployManifestsRBAC(t *testing.T) {
 		{Verb: "create", Resource: "pods", Subresource: "eviction", Namespace: metav1.NamespaceDefault},
 		{Verb: "update", Resource: "nodes"},
 		{Verb: "patch", Resource: "nodes"},
-		{Verb: "watch", Resource: "nodes"},
 		{Verb: "deletecollection", Resource: "nodes"},
 		{Verb: "get", Group: "coordination.k8s.io", Resource: "leases", Namespace: metav1.NamespaceDefault},
 		{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system"},
@@ -186,6 +201,7 @@ func TestDeployManifestsRBAC(t *testing.T) {
 	// Peer replica sync (pkg/controller/peersync) reads module Deployments
 	// and scales them: granted, and nothing more on Deployments (above).
 	for _, ra := range []authorizationv1.ResourceAttributes{
+		{Verb: "watch", Resource: "nodes"},
 		{Verb: "watch", Group: "apps", Resource: "deployments"},
 		{Verb: "get", Group: "apps", Resource: "deployments", Subresource: "scale", Namespace: metav1.NamespaceDefault},
 		{Verb: "update", Group: "apps", Resource: "deployments", Subresource: "scale", Namespace: metav1.NamespaceDefault},
@@ -223,6 +239,53 @@ func TestDeployManifestsRBAC(t *testing.T) {
 	require.NoError(t, err, "the real node is still there")
 	_, err = c.Client.CoreV1().Pods(metav1.NamespaceDefault).Get(ctx, realPod.Name, metav1.GetOptions{})
 	require.NoError(t, err, "the real pod is still there")
+}
+
+// controllerHasFlag reports whether the built controller has a flag.
+func controllerHasFlag(t *testing.T, flag string) bool {
+	t.Helper()
+	bin, err := framework.ControllerBinary()
+	require.NoError(t, err)
+	out, _ := exec.CommandContext(t.Context(), bin, "--help").CombinedOutput()
+	return strings.Contains(string(out), flag)
+}
+
+// peerModuleDeployment is a Deployment that asks for one module pod on every
+// Ready base of the env (peer strategy), without replicas of its own.
+func peerModuleDeployment(e *env) *appsv1.Deployment {
+	labels := map[string]string{"module.koupleless.io/name": "peer1"}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "peer", Namespace: e.namespace, Labels: map[string]string{
+			"virtual-kubelet.koupleless.io/strategy": "peer",
+		}},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{
+						Name:  "peer1",
+						Image: "https://modules.example.test/peer1-1.0.0-ark-biz.jar",
+						Env:   []corev1.EnvVar{{Name: "BIZ_VERSION", Value: "1.0.0"}},
+					}},
+					Tolerations: []corev1.Toleration{{
+						Key: "schedule.koupleless.io/virtual-node", Operator: corev1.TolerationOpEqual, Value: "True", Effect: corev1.TaintEffectNoExecute,
+					}},
+					Affinity: &corev1.Affinity{
+						NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+							NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
+								Key: "virtual-kubelet.koupleless.io/env", Operator: corev1.NodeSelectorOpIn, Values: []string{e.name},
+							}}}},
+						}},
+						PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+							LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+							TopologyKey:   corev1.LabelHostname,
+						}}},
+					},
+				},
+			},
+		},
+	}
 }
 
 // allowed asks the API server whether the client may do ra.
