@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,12 +13,16 @@ import (
 )
 
 // watchHeartbeats subscribes to every heartbeat of the default env and returns a function
-// counting the distinct bases seen.
-func watchHeartbeats(t *testing.T, url string) func() int {
+// counting the distinct bases seen. mods adjust the client options (TLS, credentials).
+func watchHeartbeats(t *testing.T, url string, mods ...func(*paho.ClientOptions)) func() int {
 	t.Helper()
 	var mu sync.Mutex
 	ids := map[string]bool{}
-	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("watch-" + t.Name()))
+	opts := paho.NewClientOptions().AddBroker(url).SetClientID("watch-" + strings.ReplaceAll(t.Name(), "/", "-"))
+	for _, mod := range mods {
+		mod(opts)
+	}
+	c := paho.NewClient(opts)
 	tok := c.Connect()
 	require.True(t, tok.WaitTimeout(10*time.Second))
 	require.NoError(t, tok.Error())
