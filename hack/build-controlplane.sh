@@ -31,7 +31,7 @@ fi
 
 echo "building control plane $kube_version into $out"
 echo "a cold build takes about 9-10 minutes on 2 cores ($(nproc) here), plus downloading the Go modules"
-echo "the first step is the longest; later runs reuse the cache and take well under a second"
+echo "later runs reuse the cache and take well under a second"
 rm -f "$out/.stamp"
 start=$SECONDS
 cd "$mod"
