@@ -173,5 +173,5 @@ cluster-down:
 ## clean: remove build outputs and the local cluster's files (keeps the control-plane cache)
 .PHONY: clean
 clean: cluster-down
-	rm -rf $(BIN_DIR) _output "$(CLUSTER_DIR)"
+	rm -rf $(BIN_DIR) _output "$(CLUSTER_DIR)" "$(CACHE_DIR)/quickstart"
 	@echo "keeping $(CONTROLPLANE_BIN_DIR) (a cold rebuild takes ~10 min); remove it by hand if you must"
