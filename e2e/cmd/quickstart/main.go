@@ -61,7 +61,7 @@ func main() {
 	var o options
 	flag.IntVar(&o.bases, "bases", 3, "number of simulated bases")
 	flag.StringVar(&o.env, "env", "default", "tunnel environment of the controller and the bases")
-	flag.StringVar(&o.sample, "sample", filepath.Join(root, "deploy", "samples", "sample-deployment.yaml"), "module workload to apply (a Deployment, DaemonSet or Pod manifest)")
+	flag.StringVar(&o.sample, "sample", filepath.Join(root, "deploy", "samples", "sample-deployment.yaml"), "module workload to apply: Deployments, DaemonSets or Pods in namespace default")
 	flag.StringVar(&o.brokerAddress, "broker-address", "127.0.0.1:0", "where the controller's embedded MQTT broker listens (port 0: a free port)")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "how long to wait for each step (control plane, nodes, pods)")
 	flag.BoolVar(&o.exitWhenReady, "exit-when-ready", false, "stop everything and exit 0 as soon as the module pods are Running (for CI)")
