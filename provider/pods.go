@@ -20,6 +20,7 @@ type podEntry struct {
 	pod      *corev1.Pod
 	specs    []bizSpec
 	start    time.Time
+	seq      uint64 // arrival order on this provider, to order pods created in the same second
 	deleting bool
 	gone     map[string]time.Time // deleting pod: name:version confirmed gone, and when
 	released bool
@@ -42,7 +43,8 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	key := podKey(pod.Namespace, pod.Name)
 	e, ok := p.pods[key]
 	if !ok || e.uid != pod.UID {
-		e = &podEntry{key: key, start: p.clock.Now(), reasons: map[string]string{}, uid: pod.UID}
+		p.podSeq++
+		e = &podEntry{key: key, start: p.clock.Now(), seq: p.podSeq, reasons: map[string]string{}, uid: pod.UID}
 		p.pods[key] = e
 	}
 	e.pod = pod.DeepCopy()
@@ -224,10 +226,13 @@ func (p *Provider) activeVersion(name, version string) string {
 }
 
 // owners maps each name:version to the live pod that owns it on this base:
-// the oldest live pod whose valid container asks for it.
+// the oldest live pod whose valid container asks for it. Creation timestamps
+// have a resolution of one second; within one second the pod this provider
+// saw first is the older, so that a pod created right after the owner never
+// takes its biz over.
 func (p *Provider) owners() map[string]string {
 	owners := map[string]string{}
-	created := map[string]time.Time{}
+	first := map[string]*podEntry{}
 	for _, e := range p.pods {
 		if !e.live() {
 			continue
@@ -237,13 +242,21 @@ func (p *Provider) owners() map[string]string {
 				continue
 			}
 			k := s.key()
-			t := e.pod.CreationTimestamp.Time
-			if cur, ok := owners[k]; !ok || t.Before(created[k]) || (t.Equal(created[k]) && e.key < cur) {
-				owners[k], created[k] = e.key, t
+			if cur, ok := first[k]; !ok || e.olderThan(cur) {
+				owners[k], first[k] = e.key, e
 			}
 		}
 	}
 	return owners
+}
+
+// olderThan orders pods by creation time, then by arrival on this provider.
+func (e *podEntry) olderThan(o *podEntry) bool {
+	t, u := e.pod.CreationTimestamp.Time, o.pod.CreationTimestamp.Time
+	if !t.Equal(u) {
+		return t.Before(u)
+	}
+	return e.seq < o.seq
 }
 
 // recordTransitions records an Event for each container whose state reason

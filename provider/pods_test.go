@@ -953,6 +953,29 @@ func TestDuplicateNameVersionOnOneBase(t *testing.T) {
 	require.Len(t, h.events.about("pod/default/second", ReasonBizInstalled), 1)
 }
 
+// TestDuplicateNameVersionInTheSameSecond: creation timestamps have a
+// resolution of one second, so a second pod created in the same second as the
+// owner must not take the biz over because its name sorts first.
+func TestDuplicateNameVersionInTheSameSecond(t *testing.T) {
+	h := newHarness(t)
+	h.list()
+	owner := modulePod("zeta", t0, bizContainer("biz1", "0.0.1"))
+	h.installed(owner)
+
+	h.create(modulePod("alpha", t0, bizContainer("biz1", "0.0.1")))
+
+	h.requireSent()
+	h.requireRunning("zeta")
+	cs := h.container("alpha", "biz1")
+	require.Equal(t, ReasonBizOwnedElsewere, stateReason(cs))
+	require.Contains(t, cs.State.Waiting.Message, "default/zeta")
+
+	// The owner is deleted: the other pod takes over, nothing is sent.
+	h.delete(owner)
+	h.requireSent()
+	h.requireRunning("alpha")
+}
+
 func TestUpdatePodImageReplacesTheBiz(t *testing.T) {
 	h := newHarness(t)
 	h.list()

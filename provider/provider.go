@@ -85,6 +85,7 @@ type Provider struct {
 	node      *corev1.Node
 
 	pods         map[string]*podEntry  // by namespace/name
+	podSeq       uint64                // arrival counter of pod entries
 	bizs         map[string]*bizRecord // what the base runs, by name:version
 	inventory    bool                  // bizs holds the base's full list
 	installs     map[string]*attempt   // by name:version
