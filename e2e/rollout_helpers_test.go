@@ -313,3 +313,13 @@ func describePods(pods []corev1.Pod) string {
 	}
 	return b.String()
 }
+
+// podWaitingReason returns the reason of the pod's first waiting container, or "".
+func podWaitingReason(p *corev1.Pod) string {
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.State.Waiting != nil {
+			return cs.State.Waiting.Reason
+		}
+	}
+	return ""
+}

@@ -129,8 +129,11 @@ func TestBatchUpdate(t *testing.T) {
 // do: introduce 0.0.2 while the 0.0.1 Deployment still controls its pods.
 // Its ReplicaSet replaces the Failed pod at once; the scheduler ignores
 // Failed pods, so the replacement's per-version anti-affinity lets it land on
-// the very base that now runs 0.0.2. Deleting the Failed pods (step 3 of the
-// recipe) does not clean that base: another 0.0.1 pod comes and 0.0.1 stays.
+// the very base that now runs 0.0.2, where it waits for the biz the Failed
+// pod still holds. Deleting the Failed pod (step 3 of the recipe) hands the
+// deactivated 0.0.1 to the replacement, which fails in turn and is replaced
+// again: the base never gets rid of 0.0.1, and the Failed pods never stop
+// coming. The base keeps 0.0.2.
 func TestBatchUpdateKeepingOldWorkload(t *testing.T) {
 	e := newEnv(t, "embedded")
 	bases := e.startBases("10.33.0", 2, nil)
@@ -159,39 +162,43 @@ func TestBatchUpdateKeepingOldWorkload(t *testing.T) {
 	}
 	require.NotNil(t, base)
 
-	// The ReplicaSet replaces the Failed pod, on the base that runs 0.0.2.
-	original := map[string]bool{}
-	require.Eventuallyf(t, func() bool {
-		clear(original)
-		replaced := false
-		for _, p := range e.listPods(selV1) {
-			original[p.Name] = true
-			if p.Spec.NodeName == node && p.Status.Phase != corev1.PodFailed {
-				replaced = true
+	for round := 1; round <= 2; round++ {
+		// The ReplicaSet's replacement lands on the base that runs 0.0.2
+		// and waits for the biz the Failed pod still holds there.
+		var waiting *corev1.Pod
+		var failed []string
+		require.Eventuallyf(t, func() bool {
+			waiting, failed = nil, nil
+			for _, p := range e.listPods(selV1) {
+				if p.Spec.NodeName != node {
+					continue
+				}
+				switch {
+				case p.Status.Phase == corev1.PodFailed && p.Status.Reason == "BizDeactivate":
+					failed = append(failed, p.Name)
+				case podWaitingReason(&p) == "BizOwnedByOtherPod":
+					waiting = &p
+				}
 			}
-		}
-		return replaced
-	}, waitLong, poll, "a 0.0.1 replacement on %s:%s", node, describePods(e.listPods("")))
+			return waiting != nil && len(failed) > 0
+		}, waitLong, poll, "round %d: a Failed 0.0.1 pod and a replacement waiting on %s:%s", round, node, describePods(e.listPods("")))
+		require.Equal(t, []string{"0.0.2"}, activeVersions(base, "biz1"), "the base keeps 0.0.2")
+		z, ok := base.Biz("biz1", "0.0.1")
+		require.True(t, ok, "0.0.1 stays on the base")
+		require.Equal(t, protocol.BizDeactivated, z.State)
 
-	// Step 3 of the recipe does not clean the base up: another 0.0.1 pod
-	// comes, and 0.0.1 stays on (or comes back to) the base.
-	pods, err := e.client.CoreV1().Pods(e.namespace).List(ctx, metav1.ListOptions{LabelSelector: selV1, FieldSelector: "status.phase=Failed"})
-	require.NoError(t, err)
-	require.NotEmpty(t, pods.Items)
-	for _, p := range pods.Items {
-		require.NoError(t, e.client.CoreV1().Pods(e.namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}))
-	}
-	require.Eventuallyf(t, func() bool {
-		fresh := false
-		for _, p := range e.listPods(selV1) {
-			if p.Spec.NodeName == node && !original[p.Name] {
-				fresh = true
-			}
+		// Step 3 of the recipe only moves the problem to the replacement.
+		for _, name := range failed {
+			require.NoError(t, e.client.CoreV1().Pods(e.namespace).Delete(ctx, name, metav1.DeleteOptions{}))
 		}
-		_, has := base.Biz("biz1", "0.0.1")
-		return fresh && has
-	}, waitLong, poll, "a new 0.0.1 pod on %s and 0.0.1 on its base: %s%s", node, baseList([]*basesim.Base{base}), describePods(e.listPods("")))
-	t.Logf("after the cleanup: %s%s", baseList([]*basesim.Base{base}), describePods(e.listPods("")))
+		e.waitPod(waiting.Name, "Failed BizDeactivate after taking over the deactivated biz", func(p *corev1.Pod) bool {
+			return p.Status.Phase == corev1.PodFailed && p.Status.Reason == "BizDeactivate"
+		})
+	}
+	require.Equal(t, 1, base.ReceivedCount(protocol.CommandInstallBiz, "biz1:0.0.1"), "0.0.1 was never installed again")
+	require.Zero(t, base.ReceivedCount(protocol.CommandUninstallBiz, "biz1:0.0.1"), "0.0.1 was never uninstalled")
+	require.Equal(t, []string{"0.0.2"}, activeVersions(base, "biz1"))
+	t.Logf("after two cleanups: %s%s", baseList([]*basesim.Base{base}), describePods(e.listPods("")))
 }
 
 // waitDeploymentAvailable waits for what `kubectl rollout status` waits for.
