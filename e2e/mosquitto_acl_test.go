@@ -4,11 +4,23 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -198,4 +210,116 @@ func heartbeatMessage(t *testing.T, id string) []byte {
 	}, time.Now())
 	require.NoError(t, err)
 	return b
+}
+
+// TestMosquittoOverlayConfigStarts starts Debian's mosquitto on the shipped
+// deploy/mosquitto/mosquitto.conf, its container paths pointed at a temp
+// dir, and checks it runs with TLS, the password file and the ACL, and
+// accepts a TLS connection from the controller's user.
+func TestMosquittoOverlayConfigStarts(t *testing.T) {
+	root, err := framework.RepoRoot()
+	require.NoError(t, err)
+	conf, err := os.ReadFile(filepath.Join(root, "deploy", "mosquitto", "mosquitto.conf"))
+	require.NoError(t, err)
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		bin = framework.MosquittoPath
+	}
+	passwdBin, err := exec.LookPath("mosquitto_passwd")
+	if err != nil {
+		passwdBin = filepath.Join(filepath.Dir(framework.MosquittoPath), "..", "bin", "mosquitto_passwd")
+	}
+
+	dir := t.TempDir()
+	certPEM, keyPEM, pool := selfSignedServer(t)
+	for name, data := range map[string][]byte{"tls/ca.crt": certPEM, "tls/tls.crt": certPEM, "tls/tls.key": keyPEM} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), data, 0o600))
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "passwd"), 0o700))
+	password := framework.RandomName("pw", 16)
+	out, err := exec.CommandContext(t.Context(), passwdBin, "-c", "-b", filepath.Join(dir, "passwd", "passwd"), controllerMQTTUser, password).CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	require.NoError(t, l.Close())
+	text := string(conf)
+	require.Contains(t, text, "listener 8883\n")
+	text = strings.ReplaceAll(text, "listener 8883\n", "listener "+port+" 127.0.0.1\n")
+	acl, err := os.ReadFile(filepath.Join(root, "deploy", "mosquitto", "acl"))
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "config"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config", "acl"), acl, 0o600))
+	text = strings.ReplaceAll(text, "/mosquitto/", dir+"/")
+	require.NotContains(t, text, "/mosquitto/")
+	// stdout suits a container; a file-backed stdout is block-buffered.
+	text = strings.ReplaceAll(text, "log_dest stdout\n", "log_dest stderr\n")
+	if os.Geteuid() == 0 {
+		text += "user root\n" // as root mosquitto would switch to user mosquitto, who cannot read the temp dir
+	}
+	confFile := filepath.Join(dir, "mosquitto.conf")
+	require.NoError(t, os.WriteFile(confFile, []byte(text), 0o600))
+
+	logFile, err := os.Create(filepath.Join(dir, "mosquitto.log"))
+	require.NoError(t, err)
+	cmd := exec.Command(bin, "-c", confFile)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	require.NoError(t, cmd.Start())
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); _ = logFile.Close(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(framework.DefaultStopGrace):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	readLog := func() string { b, _ := os.ReadFile(filepath.Join(dir, "mosquitto.log")); return string(b) }
+	exited := func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	}
+	require.Eventually(t, func() bool { return exited() || strings.Contains(readLog(), " running") }, waitLong, poll,
+		"mosquitto starts")
+	require.False(t, exited(), "mosquitto runs the shipped configuration; log:\n%s", readLog())
+
+	b := &framework.Broker{Kind: framework.Mosquitto, URL: "ssl://127.0.0.1:" + port, TLSConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	cl := mqttClient(t, b, "conf-check", controllerMQTTUser, password)
+	publish(t, cl, protocol.Topic("default", "10.0.0.1", protocol.CommandHealth), []byte("{}"))
+	require.NotContains(t, readLog(), "Error", "log:\n%s", readLog())
+}
+
+// selfSignedServer returns a self-signed certificate for 127.0.0.1 that is its
+// own CA, its key, and a pool trusting it.
+func selfSignedServer(t *testing.T) (certPEM, keyPEM []byte, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mosquitto"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), pool
 }
