@@ -237,9 +237,19 @@ func TestPeerReplicaSync(t *testing.T) {
 			joined.Stop()
 			e.waitReplicas(name, 3, "a base left")
 			t.Logf("base left: replicas 3 %s after it stopped", time.Since(start).Round(time.Millisecond))
+			t.Logf("base left: module pods by node at replicas 3: %s", describePlacement(e.modulePods()))
 			e.waitNodeGone(joined.Identity())
 			e.waitSyncEvent(name, 3)
 			require.Equal(t, int32(3), e.replicas(name), "the removed node does not come back into the count")
+			// The pod on the base that left is the one that goes (it got the
+			// lowest pod-deletion-cost before the scale-down): the remaining
+			// bases keep theirs.
+			bases = bases[:3]
+			e.waitOneRunningPerBase("0.0.1", bases...)
+			t.Logf("base left: one module Running on each remaining base %s after it stopped", time.Since(start).Round(time.Millisecond))
+			for _, b := range bases {
+				require.Equal(t, 1, b.ReceivedCount("installBiz", "biz1:0.0.1"), "base %s kept its module", b.Identity())
+			}
 
 			// A base is upgraded to a version the template does not select:
 			// same identity, new base version label.
@@ -251,14 +261,13 @@ func TestPeerReplicaSync(t *testing.T) {
 			})
 			e.waitReplicas(name, 2, "a base no longer matches")
 			e.waitSyncEvent(name, 2)
-			require.Eventually(t, func() bool {
-				n := 0
-				for _, pods := range e.modulePods() {
-					n += len(pods)
-				}
-				return n == 2
-			}, waitLong, poll, "two live module pods: %s", describePlacement(e.modulePods()))
-			t.Logf("after the relabel, module pods by node: %s", describePlacement(e.modulePods()))
+			// The module leaves the base that no longer matches, not another.
+			e.waitOneRunningPerBase("0.0.1", bases[0], bases[1])
+			require.Eventually(t, func() bool { return bizState(bases[2], "biz1", "0.0.1") == "" }, waitLong, poll,
+				"biz1 uninstalled from the upgraded base: %v", bases[2].Bizs())
+			for _, b := range bases[:2] {
+				require.Equal(t, 1, b.ReceivedCount("installBiz", "biz1:0.0.1"), "base %s kept its module", b.Identity())
+			}
 
 			// Opt out, then let a base join: the replicas stay as they are.
 			d, err := e.client.AppsV1().Deployments(e.namespace).Get(t.Context(), name, metav1.GetOptions{})

@@ -2,14 +2,21 @@ package peersync
 
 import (
 	"errors"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 )
 
-// DefaultWorkers is the number of sync workers when Config.Workers is zero.
-const DefaultWorkers = 2
+// Defaults of Config.
+const (
+	// DefaultWorkers is the number of concurrent syncs.
+	DefaultWorkers = 2
+	// DefaultMarkDelay is the wait between marking pods to go first and the
+	// scale-down, for the ReplicaSet controller to see the marks.
+	DefaultMarkDelay = time.Second
+)
 
 // Config configures the Controller.
 type Config struct {
@@ -17,6 +24,10 @@ type Config struct {
 	Client kubernetes.Interface
 	// Workers is the number of concurrent syncs; zero means DefaultWorkers.
 	Workers int
+	// MarkDelay is the wait between giving the pods on nodes that no longer
+	// count the lowest pod-deletion-cost and scaling down; zero means
+	// DefaultMarkDelay.
+	MarkDelay time.Duration
 	// Recorder records the Events on Deployments; nil records them through
 	// an event broadcaster started by Run.
 	Recorder record.EventRecorder
@@ -28,6 +39,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
+	}
+	if c.MarkDelay == 0 {
+		c.MarkDelay = DefaultMarkDelay
 	}
 	return c
 }

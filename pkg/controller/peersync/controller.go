@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -31,6 +32,9 @@ const (
 	// ReasonReplicasSynced is the reason of the Event recorded on a
 	// Deployment whose replicas were changed.
 	ReasonReplicasSynced = "PeerReplicasSynced"
+	// lowestDeletionCost is the pod-deletion-cost given to the pods on nodes
+	// the template no longer fits, so that a scale-down removes them first.
+	lowestDeletionCost = "-2147483648"
 )
 
 // Controller keeps peer Deployments at one replica per matching Ready
@@ -226,7 +230,8 @@ func (c *Controller) sync(ctx context.Context, key string) (string, error) {
 	if err != nil {
 		return resultError, fmt.Errorf("listing virtual nodes from the cache: %w", err)
 	}
-	want := newMatcher(&d.Spec.Template).count(nodes)
+	fitting := newMatcher(&d.Spec.Template).fitting(nodes)
+	want := int32(len(fitting))
 	if replicas(d) == want {
 		return resultUnchanged, nil
 	}
@@ -245,6 +250,18 @@ func (c *Controller) sync(ctx context.Context, key string) (string, error) {
 	if from == want {
 		return resultUnchanged, nil
 	}
+	if want < from {
+		// The ReplicaSet chooses which pods go. Point it at the pods on nodes
+		// that no longer count, first, and scale once that is visible.
+		marked, err := c.markUnfitPods(ctx, d, fitting)
+		if err != nil {
+			// Best effort: without it the ReplicaSet's own ranking decides.
+			log.G(ctx).WithField("deployment", key).WithError(err).Warn("cannot mark the pods on nodes that no longer match; scaling down anyway")
+		} else if marked > 0 {
+			c.queue.AddAfter(key, c.cfg.MarkDelay)
+			return resultMarked, nil
+		}
+	}
 	scale.Spec.Replicas = want
 	if _, err := scales.UpdateScale(ctx, name, scale, metav1.UpdateOptions{}); err != nil {
 		return resultError, fmt.Errorf("scaling deployment %s to %d: %w", key, want, err)
@@ -253,6 +270,40 @@ func (c *Controller) sync(ctx context.Context, key string) (string, error) {
 		"Scaled replicas from %d to %d: %d Ready virtual nodes match the pod template", from, want, want)
 	log.G(ctx).WithField("deployment", key).WithField("from", from).WithField("to", want).Info("peer deployment scaled")
 	return resultScaled, nil
+}
+
+// markUnfitPods gives the lowest pod-deletion-cost to the Deployment's live
+// pods bound to nodes outside fitting (nodes that left, turned NotReady or no
+// longer match the template) and returns how many it changed. Pods already
+// marked are not counted, so a sync after the marks scales down.
+func (c *Controller) markUnfitPods(ctx context.Context, d *appsv1.Deployment, fitting map[string]bool) (int, error) {
+	selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return 0, fmt.Errorf("parsing the selector of deployment %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	pods, err := c.cfg.Client.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+	if err != nil {
+		return 0, fmt.Errorf("listing the pods of deployment %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	patch := []byte(`{"metadata":{"annotations":{"` + corev1.PodDeletionCost + `":"` + lowestDeletionCost + `"}}}`)
+	marked := 0
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Spec.NodeName == "" || fitting[p.Spec.NodeName] || p.DeletionTimestamp != nil ||
+			p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed ||
+			p.Annotations[corev1.PodDeletionCost] == lowestDeletionCost {
+			continue
+		}
+		if _, err := c.cfg.Client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return marked, fmt.Errorf("marking pod %s/%s: %w", p.Namespace, p.Name, err)
+		}
+		log.G(ctx).WithField("pod", p.Namespace+"/"+p.Name).WithField("node", p.Spec.NodeName).Info("pod on a node that no longer counts marked to go first")
+		marked++
+	}
+	return marked, nil
 }
 
 // managed reports whether the Deployment asks for, and has not opted out of,

@@ -107,6 +107,7 @@ type fixture struct {
 
 	nodes       []*corev1.Node
 	deployments []*appsv1.Deployment
+	pods        []*corev1.Pod
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -161,8 +162,11 @@ func (f *fixture) newController() *Controller {
 	for _, d := range f.deployments {
 		objs = append(objs, d)
 	}
+	for _, p := range f.pods {
+		objs = append(objs, p)
+	}
 	f.client = newClient(f.t, objs...)
-	c, err := New(Config{Client: f.client, Recorder: f.recorder, Registerer: f.reg})
+	c, err := New(Config{Client: f.client, Recorder: f.recorder, Registerer: f.reg, MarkDelay: time.Millisecond})
 	require.NoError(f.t, err)
 	for _, n := range f.nodes {
 		require.NoError(f.t, c.nodeFactory.Core().V1().Nodes().Informer().GetIndexer().Add(n))
@@ -214,6 +218,27 @@ func getScale(name string) core.Action {
 	return core.NewGetSubresourceAction(deploymentsResource, "mods", "scale", name)
 }
 
+func listPods() core.Action {
+	return core.NewListAction(corev1.SchemeGroupVersion.WithResource("pods"), corev1.SchemeGroupVersion.WithKind("Pod"), "mods", metav1.ListOptions{})
+}
+
+func patchPod(name string) core.Action {
+	return core.NewPatchAction(corev1.SchemeGroupVersion.WithResource("pods"), "mods", name, "application/merge-patch+json", nil)
+}
+
+// modulePod is a Running pod of biz1 bound to the node of base id.
+func modulePod(name, id string, mod func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "mods", Labels: map[string]string{"module.koupleless.io/name": "biz1"}},
+		Spec:       corev1.PodSpec{NodeName: "vnode." + id + ".default"},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+	if mod != nil {
+		mod(p)
+	}
+	return p
+}
+
 func updateScale(replicas int32) core.Action {
 	return core.NewUpdateSubresourceAction(deploymentsResource, "scale", "mods", &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: replicas}})
 }
@@ -250,7 +275,7 @@ func TestSyncScalesDownAndToZero(t *testing.T) {
 				f.nodes = append(f.nodes, vnode(fmt.Sprintf("n%d", i), nil))
 			}
 			f.deployments = []*appsv1.Deployment{peerDeployment("biz1", tc.from, nil)}
-			f.run("mods/biz1", resultScaled, []core.Action{getScale("biz1"), updateScale(int32(tc.nodes))})
+			f.run("mods/biz1", resultScaled, []core.Action{getScale("biz1"), listPods(), updateScale(int32(tc.nodes))})
 			require.Equal(t, []string{fmt.Sprintf("Normal PeerReplicasSynced Scaled replicas from %d to %d: %d Ready virtual nodes match the pod template", tc.from, tc.nodes, tc.nodes)}, f.events())
 		})
 	}
@@ -331,6 +356,7 @@ var allowed = map[string][]string{
 	"nodes":             {"list", "watch"},
 	"deployments":       {"get", "list", "watch"},
 	"deployments/scale": {"get", "update"},
+	"pods":              {"list", "patch"},
 	"events":            {"create", "patch"},
 }
 
@@ -464,4 +490,77 @@ func TestPlacementChanged(t *testing.T) {
 	require.True(t, placementChanged(base, vnode("a", func(n *corev1.Node) { n.Spec.Taints = nil })))
 	require.True(t, placementChanged(base, vnode("a", func(n *corev1.Node) { n.Spec.Unschedulable = true })))
 	require.True(t, placementChanged(base, vnode("a", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionFalse })))
+}
+
+func TestScaleDownMarksThePodsOnNodesThatNoLongerCountFirst(t *testing.T) {
+	f := newFixture(t)
+	f.nodes = []*corev1.Node{
+		vnode("a", nil), vnode("b", nil),
+		vnode("upgraded", func(n *corev1.Node) { n.Labels["base.koupleless.io/version"] = "2.0.0" }),
+	}
+	f.deployments = []*appsv1.Deployment{peerDeployment("biz1", 4, nil)}
+	f.pods = []*corev1.Pod{
+		modulePod("on-a", "a", nil), modulePod("on-b", "b", nil),
+		modulePod("on-upgraded", "upgraded", nil),
+		modulePod("on-gone", "gone", nil), // its node was removed
+		modulePod("pending", "", func(p *corev1.Pod) { p.Spec.NodeName = ""; p.Status.Phase = corev1.PodPending }),
+		modulePod("failed", "gone", func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed }),
+		modulePod("already", "upgraded", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{"controller.kubernetes.io/pod-deletion-cost": "-2147483648"}
+		}),
+	}
+	c := f.newController()
+
+	// First pass: mark, do not scale yet, come back after MarkDelay.
+	result, err := c.sync(t.Context(), "mods/biz1")
+	require.NoError(t, err)
+	require.Equal(t, resultMarked, result)
+	var got []string
+	for _, a := range f.client.Actions() {
+		got = append(got, describe(a))
+		if p, ok := a.(core.PatchAction); ok {
+			got[len(got)-1] += " " + p.GetName()
+		}
+	}
+	require.ElementsMatch(t, []string{"get deployments/scale", "list pods/", "patch pods/ on-upgraded", "patch pods/ on-gone"}, got)
+	for _, name := range []string{"on-upgraded", "on-gone"} {
+		p, err := f.client.CoreV1().Pods("mods").Get(t.Context(), name, metav1.GetOptions{})
+		require.NoError(t, err)
+		require.Equal(t, "-2147483648", p.Annotations["controller.kubernetes.io/pod-deletion-cost"], name)
+	}
+	require.Eventually(t, func() bool { return c.queue.Len() == 1 }, waitFor, time.Millisecond, "requeued after the mark delay")
+	require.Empty(t, f.events())
+
+	// Second pass: everything is marked, scale down.
+	f.client.ClearActions()
+	result, err = c.sync(t.Context(), "mods/biz1")
+	require.NoError(t, err)
+	require.Equal(t, resultScaled, result)
+	require.Equal(t, []string{"get deployments/scale", "list pods/", "update deployments/scale"}, describeAll(f.client.Actions()))
+	require.Equal(t, []string{"Normal PeerReplicasSynced Scaled replicas from 4 to 2: 2 Ready virtual nodes match the pod template"}, f.events())
+}
+
+func TestScaleDownWithoutPodPatchStillScales(t *testing.T) {
+	f := newFixture(t)
+	f.nodes = []*corev1.Node{vnode("a", nil)}
+	f.deployments = []*appsv1.Deployment{peerDeployment("biz1", 2, nil)}
+	f.pods = []*corev1.Pod{modulePod("on-a", "a", nil), modulePod("on-gone", "gone", nil)}
+	c := f.newController()
+	f.client.PrependReactor("patch", "pods", func(core.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New(`pods "on-gone" is forbidden`)
+	})
+	result, err := c.sync(t.Context(), "mods/biz1")
+	require.NoError(t, err)
+	require.Equal(t, resultScaled, result, "marking is best effort")
+	d, err := f.client.AppsV1().Deployments("mods").Get(t.Context(), "biz1", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Equal(t, int32(1), *d.Spec.Replicas)
+}
+
+func describeAll(actions []core.Action) []string {
+	var out []string
+	for _, a := range actions {
+		out = append(out, describe(a))
+	}
+	return out
 }

@@ -10,15 +10,23 @@
 // on the Deployment. The label virtual-kubelet.koupleless.io/replicas-control=disabled
 // opts a Deployment out.
 //
+// Which pods go on a scale-down is the ReplicaSet's choice; before scaling
+// down, the controller gives the pods bound to nodes that no longer count
+// (removed, NotReady, relabelled) the lowest controller.kubernetes.io/pod-deletion-cost,
+// so the ReplicaSet removes those and not the module of a base that still
+// matches. This is best effort: without the pods patch permission the
+// ReplicaSet's own ranking decides.
+//
 // The controller follows sample-controller: informer handlers only enqueue
 // Deployment keys (a node change enqueues every peer Deployment), and workers
 // run a level-triggered sync with rate-limited requeue. Every replica of
 // module-controller may run it: they compute the same number and do not write
 // when it is already set.
 //
-// It needs only: apps deployments get/list/watch, apps deployments/scale
-// get/update, core events create/patch and core nodes list/watch. It imports
-// provider for the label keys and nothing else of the project.
+// It needs: apps deployments get/list/watch, apps deployments/scale
+// get/update, core events create/patch, core nodes list/watch, and for
+// choosing the pods that go, core pods list/patch. It imports provider for
+// the label keys and nothing else of the project.
 //
 // Usage:
 //

@@ -81,13 +81,13 @@ func filterTaint(t *corev1.Taint) bool {
 	return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
 }
 
-// count returns how many of nodes the template fits.
-func (m matcher) count(nodes []*corev1.Node) int32 {
-	var n int32
+// fitting returns the names of the nodes the template fits.
+func (m matcher) fitting(nodes []*corev1.Node) map[string]bool {
+	out := map[string]bool{}
 	for _, node := range nodes {
 		if m.fits(node) {
-			n++
+			out[node.Name] = true
 		}
 	}
-	return n
+	return out
 }

@@ -9,6 +9,7 @@ import (
 // Results of one sync, the values of the "result" label.
 const (
 	resultScaled    = "scaled"
+	resultMarked    = "marked"
 	resultUnchanged = "unchanged"
 	resultSkipped   = "skipped"
 	resultError     = "error"
@@ -24,10 +25,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "module_controller", Name: "peer_replica_syncs_total",
-			Help: "Syncs of peer Deployments, by result (scaled, unchanged, skipped, error).",
+			Help: "Syncs of peer Deployments, by result (scaled; marked: pods on nodes that no longer count marked to go first, scale-down follows; unchanged; skipped; error).",
 		}, []string{"result"}),
 	}
-	for _, r := range []string{resultScaled, resultUnchanged, resultSkipped, resultError} {
+	for _, r := range []string{resultScaled, resultMarked, resultUnchanged, resultSkipped, resultError} {
 		m.syncs.WithLabelValues(r)
 	}
 	if reg == nil {
