@@ -221,6 +221,29 @@ func TestRemovedBaseTakesItsPods(t *testing.T) {
 	}, waitFor, 10*time.Millisecond, "only the removed node's pods are deleted")
 }
 
+func TestZoneComesFromTheBasePodsHost(t *testing.T) {
+	host := corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "host-1", Labels: map[string]string{
+		corev1.LabelTopologyZone: "zone-b", corev1.LabelTopologyRegion: "region-1",
+	}}}
+	f := newFixture(t, nil, host)
+	running := corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1"}
+	for _, p := range []*corev1.Pod{
+		// Listed first: a module pod left on a former virtual node of a base
+		// with the same IP, in another env.
+		{ObjectMeta: metav1.ObjectMeta{Name: "a-module", Namespace: "a"}, Spec: corev1.PodSpec{NodeName: "vnode.10.0.0.1.other"}, Status: running},
+		// A pod left on a node that was deleted.
+		{ObjectMeta: metav1.ObjectMeta{Name: "a-stale-base", Namespace: "a"}, Spec: corev1.PodSpec{NodeName: "deleted-host"}, Status: running},
+		{ObjectMeta: metav1.ObjectMeta{Name: "b-java-base", Namespace: "a"}, Spec: corev1.PodSpec{NodeName: host.Name}, Status: running},
+	} {
+		_, err := f.client.CoreV1().Pods(p.Namespace).Create(t.Context(), p, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	f.heartbeat("base-1", "activated") // localIP 10.0.0.1
+	n := f.node("vnode.base-1.default", func(n *corev1.Node) bool { return n.Labels[corev1.LabelTopologyZone] != "" })
+	require.Equal(t, "zone-b", n.Labels[corev1.LabelTopologyZone])
+	require.Equal(t, "region-1", n.Labels[corev1.LabelTopologyRegion])
+}
+
 func TestDeactivatedHeartbeatRemovesNode(t *testing.T) {
 	f := newFixture(t, nil)
 	f.heartbeat("base-1", "activated")

@@ -327,23 +327,32 @@ func (c *Controller) lookupTopology(ctx context.Context, v *vnode) {
 		log.G(ctx).WithError(err).Debug("cannot look up the base's pod")
 		return
 	}
-	host := ""
+	var n *corev1.Node
 	for _, p := range pods.Items {
-		if p.Spec.NodeName != "" && p.Spec.NodeName != v.nodeName && p.Status.Phase == corev1.PodRunning {
-			host = p.Spec.NodeName
-			break
+		// Module pods carry their base's IP too. Those on this base's node
+		// or on another virtual node (a former node of a base with this IP,
+		// another env's) are not the base's own Pod.
+		if _, _, virtual := protocol.BaseIDFromNodeName(p.Spec.NodeName); virtual {
+			continue
 		}
+		if p.Spec.NodeName == "" || p.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		// A pod left on a deleted node (until the pod garbage collector
+		// removes it) may still show the IP: try the next one.
+		host, err := c.cfg.Client.CoreV1().Nodes().Get(ctx, p.Spec.NodeName, metav1.GetOptions{})
+		if err != nil {
+			log.G(ctx).WithError(err).WithField("host", p.Spec.NodeName).Debug("cannot read the base's host node")
+			continue
+		}
+		n = host
+		break
 	}
-	if host == "" {
-		return
-	}
-	n, err := c.cfg.Client.CoreV1().Nodes().Get(ctx, host, metav1.GetOptions{})
-	if err != nil {
-		log.G(ctx).WithError(err).WithField("host", host).Debug("cannot read the base's host node")
+	if n == nil {
 		return
 	}
 	zone, region := n.Labels[corev1.LabelTopologyZone], n.Labels[corev1.LabelTopologyRegion]
 	if v.provider.UpdateTopology(zone, region) {
-		log.G(ctx).WithField("zone", zone).WithField("region", region).WithField("host", host).Info("base topology from its host node")
+		log.G(ctx).WithField("zone", zone).WithField("region", region).WithField("host", n.Name).Info("base topology from its host node")
 	}
 }
