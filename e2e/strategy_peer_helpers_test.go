@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/yaml"
 
 	"github.com/moduleops/module-controller/e2e/framework"
@@ -206,16 +207,24 @@ func (e *env) foreignNode(name string, labels map[string]string) *corev1.Node {
 	e.t.Cleanup(func() {
 		_ = e.client.CoreV1().Nodes().Delete(context.WithoutCancel(e.t.Context()), name, metav1.DeleteOptions{})
 	})
-	now := metav1.Now()
-	n.Status = corev1.NodeStatus{
-		Capacity:    corev1.ResourceList{corev1.ResourcePods: *resource.NewQuantity(110, resource.DecimalSI)},
-		Allocatable: corev1.ResourceList{corev1.ResourcePods: *resource.NewQuantity(110, resource.DecimalSI)},
-		Conditions: []corev1.NodeCondition{{
-			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
-			LastHeartbeatTime: now, LastTransitionTime: now,
-		}},
-	}
-	n, err = e.client.CoreV1().Nodes().UpdateStatus(e.t.Context(), n, metav1.UpdateOptions{})
+	// The node lifecycle controller may update the new node meanwhile.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err = e.client.CoreV1().Nodes().Get(e.t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		now := metav1.Now()
+		n.Status = corev1.NodeStatus{
+			Capacity:    corev1.ResourceList{corev1.ResourcePods: *resource.NewQuantity(110, resource.DecimalSI)},
+			Allocatable: corev1.ResourceList{corev1.ResourcePods: *resource.NewQuantity(110, resource.DecimalSI)},
+			Conditions: []corev1.NodeCondition{{
+				Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+				LastHeartbeatTime: now, LastTransitionTime: now,
+			}},
+		}
+		n, err = e.client.CoreV1().Nodes().UpdateStatus(e.t.Context(), n, metav1.UpdateOptions{})
+		return err
+	})
 	require.NoError(e.t, err)
 	return n
 }
