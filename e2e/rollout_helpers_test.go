@@ -94,12 +94,20 @@ type podTally struct {
 	min    int
 	minAt  string // the pods when the minimum was first reached
 	events int
+
+	deactivated map[string]bool // pods seen Failed with reason BizDeactivate
+
+	floor      int       // dips are counted below this
+	belowSince time.Time // zero unless below the floor now
+	dips       int
+	belowTotal time.Duration
+	longestDip time.Duration
 }
 
 // tallyPods starts a podTally on the env's namespace; it stops with the test.
 func (e *env) tallyPods(selector string) *podTally {
 	e.t.Helper()
-	pt := &podTally{pods: map[string]*corev1.Pod{}}
+	pt := &podTally{pods: map[string]*corev1.Pod{}, deactivated: map[string]bool{}}
 	f := informers.NewSharedInformerFactoryWithOptions(e.client, 0, informers.WithNamespace(e.namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }))
 	inf := f.Core().V1().Pods().Informer()
@@ -133,9 +141,26 @@ func (pt *podTally) set(obj any, deleted bool) {
 		delete(pt.pods, p.Name)
 	} else {
 		pt.pods[p.Name] = p
+		if p.Status.Phase == corev1.PodFailed && p.Status.Reason == "BizDeactivate" {
+			pt.deactivated[p.Name] = true
+		}
 	}
-	if n := pt.availableLocked(); pt.armed && n < pt.min {
+	if !pt.armed {
+		return
+	}
+	n := pt.availableLocked()
+	if n < pt.min {
 		pt.min, pt.minAt = n, pt.describeLocked()
+	}
+	switch now := time.Now(); {
+	case n < pt.floor && pt.belowSince.IsZero():
+		pt.belowSince = now
+		pt.dips++
+	case n >= pt.floor && !pt.belowSince.IsZero():
+		d := now.Sub(pt.belowSince)
+		pt.belowTotal += d
+		pt.longestDip = max(pt.longestDip, d)
+		pt.belowSince = time.Time{}
 	}
 }
 
@@ -164,11 +189,34 @@ func (pt *podTally) describeLocked() string {
 	return b.String()
 }
 
-// Arm starts the minimum at the current number of available pods.
-func (pt *podTally) Arm() {
+// Arm starts the minimum at the current number of available pods and starts
+// timing the dips below floor.
+func (pt *podTally) Arm(floor int) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
-	pt.armed, pt.min, pt.minAt = true, pt.availableLocked(), pt.describeLocked()
+	pt.armed, pt.min, pt.minAt, pt.floor = true, pt.availableLocked(), pt.describeLocked(), floor
+}
+
+// Deactivated returns the names of the pods seen Failed with reason
+// BizDeactivate.
+func (pt *podTally) Deactivated() []string {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	out := make([]string, 0, len(pt.deactivated))
+	for name := range pt.deactivated {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Dips returns how often the available pods dropped below the floor since
+// Arm, how long they stayed below in all, and the longest dip, as seen by
+// the watch.
+func (pt *podTally) Dips() (int, time.Duration, time.Duration) {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	return pt.dips, pt.belowTotal, pt.longestDip
 }
 
 // Min returns the fewest available pods seen since Arm, the pods at that
