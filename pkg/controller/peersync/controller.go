@@ -274,8 +274,9 @@ func (c *Controller) sync(ctx context.Context, key string) (string, error) {
 
 // markUnfitPods gives the lowest pod-deletion-cost to the Deployment's live
 // pods bound to nodes outside fitting (nodes that left, turned NotReady or no
-// longer match the template) and returns how many it changed. Pods already
-// marked are not counted, so a sync after the marks scales down.
+// longer match the template), takes that mark off pods on nodes that count
+// again, and returns how many pods it changed. Pods already right are not
+// counted, so a sync after the marks scales down.
 func (c *Controller) markUnfitPods(ctx context.Context, d *appsv1.Deployment, fitting map[string]bool) (int, error) {
 	selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
@@ -285,25 +286,36 @@ func (c *Controller) markUnfitPods(ctx context.Context, d *appsv1.Deployment, fi
 	if err != nil {
 		return 0, fmt.Errorf("listing the pods of deployment %s/%s: %w", d.Namespace, d.Name, err)
 	}
-	patch := []byte(`{"metadata":{"annotations":{"` + corev1.PodDeletionCost + `":"` + lowestDeletionCost + `"}}}`)
-	marked := 0
+	mark := []byte(`{"metadata":{"annotations":{"` + corev1.PodDeletionCost + `":"` + lowestDeletionCost + `"}}}`)
+	unmark := []byte(`{"metadata":{"annotations":{"` + corev1.PodDeletionCost + `":null}}}`)
+	changed := 0
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if p.Spec.NodeName == "" || fitting[p.Spec.NodeName] || p.DeletionTimestamp != nil ||
-			p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed ||
-			p.Annotations[corev1.PodDeletionCost] == lowestDeletionCost {
+		if p.Spec.NodeName == "" || p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		marked := p.Annotations[corev1.PodDeletionCost] == lowestDeletionCost
+		var patch []byte
+		switch counts := fitting[p.Spec.NodeName]; {
+		case !counts && !marked:
+			patch = mark
+		case counts && marked:
+			// Its node counts again (a base back from a short absence).
+			patch = unmark
+		default:
 			continue
 		}
 		if _, err := c.cfg.Client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			if apierrors.IsNotFound(err) {
 				continue
 			}
-			return marked, fmt.Errorf("marking pod %s/%s: %w", p.Namespace, p.Name, err)
+			return changed, fmt.Errorf("setting the deletion cost of pod %s/%s: %w", p.Namespace, p.Name, err)
 		}
-		log.G(ctx).WithField("pod", p.Namespace+"/"+p.Name).WithField("node", p.Spec.NodeName).Info("pod on a node that no longer counts marked to go first")
-		marked++
+		log.G(ctx).WithField("pod", p.Namespace+"/"+p.Name).WithField("node", p.Spec.NodeName).WithField("first", !marked).
+			Info("deletion cost of a peer pod set for the scale-down")
+		changed++
 	}
-	return marked, nil
+	return changed, nil
 }
 
 // managed reports whether the Deployment asks for, and has not opted out of,

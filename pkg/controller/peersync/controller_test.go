@@ -498,7 +498,7 @@ func TestScaleDownMarksThePodsOnNodesThatNoLongerCountFirst(t *testing.T) {
 		vnode("a", nil), vnode("b", nil),
 		vnode("upgraded", func(n *corev1.Node) { n.Labels["base.koupleless.io/version"] = "2.0.0" }),
 	}
-	f.deployments = []*appsv1.Deployment{peerDeployment("biz1", 4, nil)}
+	f.deployments = []*appsv1.Deployment{peerDeployment("biz1", 5, nil)}
 	f.pods = []*corev1.Pod{
 		modulePod("on-a", "a", nil), modulePod("on-b", "b", nil),
 		modulePod("on-upgraded", "upgraded", nil),
@@ -506,6 +506,9 @@ func TestScaleDownMarksThePodsOnNodesThatNoLongerCountFirst(t *testing.T) {
 		modulePod("pending", "", func(p *corev1.Pod) { p.Spec.NodeName = ""; p.Status.Phase = corev1.PodPending }),
 		modulePod("failed", "gone", func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed }),
 		modulePod("already", "upgraded", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{"controller.kubernetes.io/pod-deletion-cost": "-2147483648"}
+		}),
+		modulePod("back", "b", func(p *corev1.Pod) { // marked while b was away
 			p.Annotations = map[string]string{"controller.kubernetes.io/pod-deletion-cost": "-2147483648"}
 		}),
 	}
@@ -522,12 +525,15 @@ func TestScaleDownMarksThePodsOnNodesThatNoLongerCountFirst(t *testing.T) {
 			got[len(got)-1] += " " + p.GetName()
 		}
 	}
-	require.ElementsMatch(t, []string{"get deployments/scale", "list pods/", "patch pods/ on-upgraded", "patch pods/ on-gone"}, got)
+	require.ElementsMatch(t, []string{"get deployments/scale", "list pods/", "patch pods/ on-upgraded", "patch pods/ on-gone", "patch pods/ back"}, got)
 	for _, name := range []string{"on-upgraded", "on-gone"} {
 		p, err := f.client.CoreV1().Pods("mods").Get(t.Context(), name, metav1.GetOptions{})
 		require.NoError(t, err)
 		require.Equal(t, "-2147483648", p.Annotations["controller.kubernetes.io/pod-deletion-cost"], name)
 	}
+	p, err := f.client.CoreV1().Pods("mods").Get(t.Context(), "back", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.NotContains(t, p.Annotations, "controller.kubernetes.io/pod-deletion-cost", "the mark comes off when the node counts again")
 	require.Eventually(t, func() bool { return c.queue.Len() == 1 }, waitFor, time.Millisecond, "requeued after the mark delay")
 	require.Empty(t, f.events())
 
@@ -537,7 +543,7 @@ func TestScaleDownMarksThePodsOnNodesThatNoLongerCountFirst(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, resultScaled, result)
 	require.Equal(t, []string{"get deployments/scale", "list pods/", "update deployments/scale"}, describeAll(f.client.Actions()))
-	require.Equal(t, []string{"Normal PeerReplicasSynced Scaled replicas from 4 to 2: 2 Ready virtual nodes match the pod template"}, f.events())
+	require.Equal(t, []string{"Normal PeerReplicasSynced Scaled replicas from 5 to 2: 2 Ready virtual nodes match the pod template"}, f.events())
 }
 
 func TestScaleDownWithoutPodPatchStillScales(t *testing.T) {
