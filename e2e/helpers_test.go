@@ -161,7 +161,7 @@ func (e *env) waitNode(id string, what string, ok func(*corev1.Node) bool) *core
 		}
 		last = n
 		return ok(n)
-	}, waitLong, poll, "node %s: %s; last seen: %s", e.nodeName(id), what, describeNode(last))
+	}, waitLong, poll, "node %s: %s; last seen: %s", e.nodeName(id), what, lazy(func() string { return describeNode(last) }))
 	return last
 }
 
@@ -186,6 +186,12 @@ func ready(n *corev1.Node) corev1.NodeCondition {
 
 func isReady(n *corev1.Node) bool { return ready(n).Status == corev1.ConditionTrue }
 
+// lazy formats as f() when printed, so a failure message shows what a wait
+// saw last rather than what it saw before it started.
+type lazy func() string
+
+func (l lazy) String() string { return l() }
+
 func describeNode(n *corev1.Node) string {
 	if n == nil {
 		return "none"
@@ -205,7 +211,7 @@ func (e *env) waitPod(name, what string, ok func(*corev1.Pod) bool) *corev1.Pod 
 		}
 		last = p
 		return ok(p)
-	}, waitLong, poll, "pod %s: %s; last seen: %s", name, what, describePod(last))
+	}, waitLong, poll, "pod %s: %s; last seen: %s", name, what, lazy(func() string { return describePod(last) }))
 	return last
 }
 
