@@ -4,8 +4,10 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -379,11 +381,14 @@ func testPeerRollingUpdate(t *testing.T, kind, prefix string, mod func(*appsv1.D
 	require.NoError(t, err)
 	t.Cleanup(w.Stop)
 	var replacements, deactivated int
+	replacementStates := map[string]bool{} // what the replacements showed
 	seenPods := map[string]bool{}
+	original := map[string]bool{}
 	seenFailed := map[string]bool{}
 	for _, pods := range e.modulePods() {
 		for _, p := range pods {
 			seenPods[p.Name] = true
+			original[p.Name] = true
 		}
 	}
 	go func() {
@@ -397,6 +402,11 @@ func testPeerRollingUpdate(t *testing.T, kind, prefix string, mod func(*appsv1.D
 				seenPods[p.Name] = true
 				if p.Labels["module.koupleless.io/version"] == "0.0.1" {
 					replacements++
+				}
+			}
+			if p.Labels["module.koupleless.io/version"] == "0.0.1" && !original[p.Name] {
+				for _, cs := range p.Status.ContainerStatuses {
+					replacementStates[stateString(cs.State)] = true
 				}
 			}
 			if p.Status.Phase == corev1.PodFailed && p.Status.Reason == "BizDeactivate" && !seenFailed[p.Name] {
@@ -436,7 +446,7 @@ func testPeerRollingUpdate(t *testing.T, kind, prefix string, mod func(*appsv1.D
 	mu.Lock()
 	defer mu.Unlock()
 	require.Empty(t, gaps, "every base had exactly one active biz1 in each of %d samples", samples)
-	t.Logf("rolling update: %d pods Failed with BizDeactivate, %d old-version replacement pods created by the old ReplicaSet", deactivated, replacements)
+	t.Logf("rolling update: %d pods Failed with BizDeactivate, %d old-version replacement pods created by the old ReplicaSet, showing %v", deactivated, replacements, slices.Sorted(maps.Keys(replacementStates)))
 	for _, b := range bases {
 		require.Equal(t, "ACTIVATED", bizState(b, "biz1", "0.0.2"), b.Identity())
 		t.Logf("base %s: installBiz biz1:0.0.1 ×%d, biz1:0.0.2 ×%d; uninstallBiz biz1:0.0.1 ×%d", b.Identity(),
