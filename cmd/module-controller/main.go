@@ -200,11 +200,13 @@ func run(ctx context.Context, opts config.Options) error {
 		log.G(ctx).Info("controller stopped; disconnecting from the broker")
 		return err
 	})
+	var peerSyncReady <-chan struct{} // nil: the peer replica sync is off
 	if opts.PeerReplicaSync {
 		ps, err := peersync.New(peersync.Config{Client: client, Registerer: registry})
 		if err != nil {
 			return err
 		}
+		peerSyncReady = ps.Ready()
 		g.Go(func() error { return ps.Run(ctx) })
 	}
 	g.Go(func() error {
@@ -214,7 +216,7 @@ func run(ctx context.Context, opts config.Options) error {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if problem := readiness(tun, ctrl); problem != "" {
+			if problem := readiness(tun, ctrl, peerSyncReady); problem != "" {
 				http.Error(w, problem, http.StatusServiceUnavailable)
 				return
 			}
@@ -227,16 +229,24 @@ func run(ctx context.Context, opts config.Options) error {
 }
 
 // readiness returns why the process is not ready, or "" when it is.
-func readiness(tun *mqtt.Tunnel, ctrl *controller.Controller) string {
+// peerSyncReady is nil when the peer replica sync is off.
+func readiness(tun *mqtt.Tunnel, ctrl *controller.Controller, peerSyncReady <-chan struct{}) string {
 	if !tun.Connected() {
 		return "not connected to the MQTT broker\n"
 	}
 	select {
 	case <-ctrl.Ready():
-		return ""
 	default:
 		return "controller caches are not synced yet\n"
 	}
+	if peerSyncReady != nil {
+		select {
+		case <-peerSyncReady:
+		default:
+			return "peer replica sync caches are not synced yet\n"
+		}
+	}
+	return ""
 }
 
 // serve runs an HTTP server on addr until ctx is done. An empty addr or "0"
