@@ -51,6 +51,9 @@ type BaseInfo struct {
 	Status protocol.BaseStatus
 	// JVM holds the latest health figures, if a health reply arrived.
 	JVM *protocol.JVMInfo
+	// CPUCount is the number of processors the base's last health reply
+	// reported; 0 until one arrives.
+	CPUCount int
 	// Zone and Region are copied from the real Node hosting the base's Pod,
 	// when the base runs in the cluster.
 	Zone, Region string
@@ -110,11 +113,19 @@ func nodeTaints(cfg NodeConfig) []corev1.Taint {
 }
 
 // nodeCapacity returns capacity and allocatable: pods from the configuration,
-// memory from the JVM's metaspace when the base reports a limit.
-func nodeCapacity(cfg NodeConfig, jvm *protocol.JVMInfo) (capacity, allocatable corev1.ResourceList) {
+// CPU from the processor count of the base's health reply (modules share the
+// base's processors), memory from the JVM's metaspace when the base reports a
+// limit.
+func nodeCapacity(cfg NodeConfig, info BaseInfo) (capacity, allocatable corev1.ResourceList) {
 	pods := resource.NewQuantity(int64(cfg.MaxPods), resource.DecimalSI)
 	capacity = corev1.ResourceList{corev1.ResourcePods: *pods}
 	allocatable = corev1.ResourceList{corev1.ResourcePods: *pods}
+	if info.CPUCount > 0 {
+		cpu := resource.NewQuantity(int64(info.CPUCount), resource.DecimalSI)
+		capacity[corev1.ResourceCPU] = *cpu
+		allocatable[corev1.ResourceCPU] = *cpu
+	}
+	jvm := info.JVM
 	if jvm == nil {
 		return capacity, allocatable
 	}
@@ -179,7 +190,7 @@ func buildNode(cfg NodeConfig, info BaseInfo, r Readiness, prev *corev1.Node, no
 	if prev != nil {
 		prevConds = prev.Status.Conditions
 	}
-	capacity, allocatable := nodeCapacity(cfg, info.JVM)
+	capacity, allocatable := nodeCapacity(cfg, info)
 	addresses := []corev1.NodeAddress{}
 	if ip := info.Status.LocalIP; ip != "" {
 		addresses = append(addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip})

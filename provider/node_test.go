@@ -63,6 +63,8 @@ func TestBuildNodeLabelsTaintsAndStatus(t *testing.T) {
 	require.Equal(t, int64(110), pods.Value())
 	_, hasMemory := n.Status.Capacity[corev1.ResourceMemory]
 	require.False(t, hasMemory, "no memory capacity before a health reply")
+	_, hasCPU := n.Status.Capacity[corev1.ResourceCPU]
+	require.False(t, hasCPU, "no CPU capacity before a health reply")
 
 	ready := nodeCondition(t, n, corev1.NodeReady)
 	require.Equal(t, corev1.ConditionTrue, ready.Status)
@@ -79,6 +81,7 @@ func TestBuildNodeOptionalParts(t *testing.T) {
 	info.Status.Port = 1238
 	info.Status.BaseMetadata.Name = "Not A Label Value!"
 	info.JVM = &protocol.JVMInfo{JavaMaxMetaspace: 512 << 20, JavaCommittedMetaspace: 100 << 20, JavaUsedMetaspace: 480 << 20}
+	info.CPUCount = 4
 
 	n := buildNode(cfg, info, Readiness{Reachable: true}, nil, time.Now())
 
@@ -89,6 +92,8 @@ func TestBuildNodeOptionalParts(t *testing.T) {
 	require.NotContains(t, n.Labels, LabelBaseName, "an invalid label value is left out, not sent")
 	require.True(t, resource.NewQuantity(512<<20, resource.BinarySI).Equal(n.Status.Capacity[corev1.ResourceMemory]))
 	require.True(t, resource.NewQuantity(412<<20, resource.BinarySI).Equal(n.Status.Allocatable[corev1.ResourceMemory]))
+	require.True(t, resource.NewQuantity(4, resource.DecimalSI).Equal(n.Status.Capacity[corev1.ResourceCPU]), "modules share the base's processors")
+	require.True(t, resource.NewQuantity(4, resource.DecimalSI).Equal(n.Status.Allocatable[corev1.ResourceCPU]))
 	require.Equal(t, corev1.ConditionTrue, nodeCondition(t, n, corev1.NodeMemoryPressure).Status)
 }
 

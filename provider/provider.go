@@ -190,9 +190,9 @@ func (p *Provider) UpdateBase(status protocol.BaseStatus) bool {
 	return p.update(func(info *BaseInfo, _ *Readiness) { info.Status = status })
 }
 
-// UpdateJVM records the JVM figures of a health reply.
-func (p *Provider) UpdateJVM(jvm protocol.JVMInfo) bool {
-	return p.update(func(info *BaseInfo, _ *Readiness) { info.JVM = &jvm })
+// UpdateHealth records the JVM and processor figures of a health reply.
+func (p *Provider) UpdateHealth(jvm protocol.JVMInfo, cpu protocol.CPUInfo) bool {
+	return p.update(func(info *BaseInfo, _ *Readiness) { info.JVM, info.CPUCount = &jvm, cpu.Count })
 }
 
 // UpdateTopology records the zone and region of the real node hosting the base.

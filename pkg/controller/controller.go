@@ -219,7 +219,7 @@ func (c *Controller) onHealth(ctx context.Context, e tunnel.BaseHealth) {
 		c.removeBase(ctx, v, "BaseDeactivated", fmt.Sprintf("base master biz is %s", state))
 		return
 	}
-	v.provider.UpdateJVM(data.JVM)
+	v.provider.UpdateHealth(data.JVM, data.CPU)
 	c.markAlive(ctx, v)
 }
 

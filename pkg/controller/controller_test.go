@@ -177,14 +177,22 @@ func TestHealthReplyKeepsBaseAlive(t *testing.T) {
 	name := "vnode.base-1.default"
 	f.node(name, isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
 
-	for range 3 {
+	var n *corev1.Node
+	for i := range 3 {
 		f.advance(DefaultUnreachableAfter - time.Second)
 		health := protocol.HealthReply{Code: protocol.CodeSuccess}
 		health.Data.HealthData.MasterBizInfo.BizState = "ACTIVATED"
-		health.Data.HealthData.JVM.JavaMaxMetaspace = 256 << 20
+		// A different figure per reply shows when each one was handled: the
+		// clock must not move on before that, or the base would be removed
+		// while a reply waits in the queue.
+		metaspace := int64(256+i) << 20
+		health.Data.HealthData.JVM.JavaMaxMetaspace = metaspace
 		f.tunnel.Inject(tunnel.BaseHealth{Header: tunnel.Header{BaseID: "base-1", PublishedAt: f.clock.Now()}, Health: health})
+		n = f.node(name, func(n *corev1.Node) bool {
+			m, ok := n.Status.Capacity[corev1.ResourceMemory]
+			return ok && m.Value() == metaspace
+		})
 	}
-	n := f.node(name, func(n *corev1.Node) bool { _, ok := n.Status.Capacity[corev1.ResourceMemory]; return ok })
 	status, _ := readyStatus(n)
 	require.Equal(t, corev1.ConditionTrue, status, "health replies alone keep the node Ready")
 	require.NotEmpty(t, f.tunnel.CommandsFor("base-1", protocol.CommandHealth), "the controller polls health")
