@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -135,7 +136,8 @@ func TestDeployManifestsRBAC(t *testing.T) {
 	require.Eventually(t, func() bool { return nodeEvent(t, c.Client, e.nodeName(id), "BaseRegistered") }, waitLong, poll,
 		"the controller records Events")
 
-	if controllerHasFlag(t, "--peer-replica-sync") {
+	peer := controllerHasFlag(t, "--peer-replica-sync")
+	if peer {
 		// Peer replica sync (on by default) scales a peer Deployment to the
 		// Ready bases its template fits, on the same token.
 		const id2 = "10.9.0.2"
@@ -164,6 +166,14 @@ func TestDeployManifestsRBAC(t *testing.T) {
 		_, err := c.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, e.nodeName(id), metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	}, waitLong, poll, "the gone base's lease is deleted")
+	if peer {
+		// The scale-down marks the gone base's pod first (pods patch), so the
+		// module on the live base stays.
+		require.Eventually(t, func() bool {
+			d, err := c.Client.AppsV1().Deployments(e.namespace).Get(ctx, "peer", metav1.GetOptions{})
+			return err == nil && d.Spec.Replicas != nil && *d.Spec.Replicas == 1 && d.Status.ReadyReplicas == 1
+		}, waitLong, poll, "peer Deployment scaled down to the base that is left")
+	}
 
 	log := e.controller.LogTail(5000)
 	require.NotRegexp(t, `(?i)forbidden|cannot (list|watch|get|create|update|patch|delete)`, log, "no API call of the controller was refused")
@@ -205,6 +215,7 @@ func TestDeployManifestsRBAC(t *testing.T) {
 		{Verb: "watch", Group: "apps", Resource: "deployments"},
 		{Verb: "get", Group: "apps", Resource: "deployments", Subresource: "scale", Namespace: metav1.NamespaceDefault},
 		{Verb: "update", Group: "apps", Resource: "deployments", Subresource: "scale", Namespace: metav1.NamespaceDefault},
+		{Verb: "patch", Resource: "pods", Namespace: metav1.NamespaceDefault},
 	} {
 		require.Truef(t, allowed(t, sa, ra), "peer replica sync needs to %s", describeAccess(ra))
 	}
@@ -328,4 +339,30 @@ func nodeEvent(t *testing.T, client kubernetes.Interface, node, reason string) b
 		}
 	}
 	return false
+}
+
+// TestOperationsDocShowsTheClusterRole keeps the ClusterRole quoted in
+// docs/operations.md identical to the one deploy/ applies.
+func TestOperationsDocShowsTheClusterRole(t *testing.T) {
+	root, err := framework.RepoRoot()
+	require.NoError(t, err)
+	read := func(path string) string {
+		b, err := os.ReadFile(filepath.Join(root, path))
+		require.NoError(t, err)
+		return string(b)
+	}
+	// From "kind: ClusterRole" to the end of its rules: the next document
+	// separator in rbac.yaml, the end of the code block in the doc.
+	clusterRole := func(text, end string) string {
+		start := strings.Index(text, "kind: ClusterRole\n")
+		require.GreaterOrEqual(t, start, 0, "no ClusterRole")
+		rest := text[start:]
+		stop := strings.Index(rest, end)
+		require.GreaterOrEqual(t, stop, 0, "ClusterRole not terminated by %q", end)
+		return rest[:stop]
+	}
+	require.Equal(t,
+		clusterRole(read("deploy/base/rbac.yaml"), "---\n"),
+		clusterRole(read("docs/operations.md"), "```\n"),
+		"docs/operations.md quotes deploy/base/rbac.yaml's ClusterRole verbatim")
 }
