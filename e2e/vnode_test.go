@@ -48,6 +48,7 @@ func TestBasesBecomeVirtualNodes(t *testing.T) {
 			_, err := e.client.AppsV1().Deployments(e.namespace).Create(t.Context(), d, metav1.CreateOptions{})
 			require.NoError(t, err)
 			var seen []string
+			var hosting string
 			require.Eventuallyf(t, func() bool {
 				pods, err := e.client.CoreV1().Pods(e.namespace).List(t.Context(), metav1.ListOptions{LabelSelector: "module.koupleless.io/name=biz1"})
 				if err != nil {
@@ -60,18 +61,45 @@ func TestBasesBecomeVirtualNodes(t *testing.T) {
 				if len(pods.Items) != 1 {
 					return false
 				}
-				_, _, ok := cutNode(pods.Items[0].Spec.NodeName, e.name)
+				id, _, ok := cutNode(pods.Items[0].Spec.NodeName, e.name)
+				hosting = id
 				return ok && running(&pods.Items[0])
 			}, waitLong, poll, "the sample Deployment's pod runs on one of the virtual nodes; pods: %v", &seen)
 
-			// Silence one base: NotReady with a reason, then removed; back: Ready.
-			silent := ids[2]
+			// Silence the module's base: NotReady with a reason and the module
+			// pod no longer Ready; then the node is removed with its pod, and
+			// the Deployment's replacement runs on another base; back: Ready.
+			silent := hosting
 			bases[silent].Silence(true)
 			n := e.waitNode(silent, "Ready=Unknown BaseUnreachable", func(n *corev1.Node) bool {
 				return ready(n).Status == corev1.ConditionUnknown && ready(n).Reason == "BaseUnreachable"
 			})
 			require.Contains(t, ready(n).Message, "no heartbeat")
+			require.Eventuallyf(t, func() bool {
+				pods, err := e.client.CoreV1().Pods(e.namespace).List(t.Context(), metav1.ListOptions{LabelSelector: "module.koupleless.io/name=biz1"})
+				if err != nil || len(pods.Items) != 1 {
+					return false
+				}
+				p := &pods.Items[0]
+				seen = []string{p.Name + " " + describePod(p)}
+				for _, c := range p.Status.Conditions {
+					if c.Type == corev1.PodReady {
+						return p.Status.Phase == corev1.PodRunning && c.Status == corev1.ConditionFalse && c.Reason == "BaseUnreachable"
+					}
+				}
+				return false
+			}, waitLong, poll, "the module pod on the silent base is Running but not Ready; pods: %v", &seen)
 			e.waitNodeGone(silent)
+			require.Eventuallyf(t, func() bool {
+				pods, err := e.client.CoreV1().Pods(e.namespace).List(t.Context(), metav1.ListOptions{LabelSelector: "module.koupleless.io/name=biz1"})
+				if err != nil || len(pods.Items) != 1 {
+					return false
+				}
+				p := &pods.Items[0]
+				seen = []string{p.Name + " " + describePod(p)}
+				id, _, ok := cutNode(p.Spec.NodeName, e.name)
+				return ok && id != silent && running(p)
+			}, waitLong, poll, "the Deployment's replacement runs on another base; pods: %v", &seen)
 			bases[silent].Silence(false)
 			e.waitNode(silent, "Ready again", isReady)
 			for _, id := range ids[:2] {

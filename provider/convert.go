@@ -210,9 +210,18 @@ func containerStatus(v containerView, prev *corev1.ContainerStatus) corev1.Conta
 	}
 }
 
+// podBase is what a pod's status takes from its base.
+type podBase struct {
+	// ip is the base's address, the pod's IP.
+	ip string
+	// reachable is false while the base misses its heartbeat window.
+	reachable bool
+}
+
 // podStatus maps container views to a pod status. prev is the status last
 // written, whose condition transition times and start time are kept.
-func podStatus(pod *corev1.Pod, views []containerView, baseIP string, start, now time.Time) corev1.PodStatus {
+func podStatus(pod *corev1.Pod, views []containerView, base podBase, start, now time.Time) corev1.PodStatus {
+	baseIP := base.ip
 	prev := &pod.Status
 	st := corev1.PodStatus{
 		HostIP:    baseIP,
@@ -272,6 +281,12 @@ func podStatus(pod *corev1.Pod, views []containerView, baseIP string, start, now
 		condition(corev1.PodInitialized, true, "", ""),
 		condition(corev1.ContainersReady, allReady, "ContainersNotReady", notReady),
 		condition(corev1.PodReady, allReady && st.Phase == corev1.PodRunning, "ContainersNotReady", notReady),
+	}
+	if !base.reachable && st.Phase == corev1.PodRunning {
+		// As the node lifecycle controller does for a silent kubelet: the
+		// modules' state is unknown, so the pod stops counting as available
+		// (Services, Deployments, PodDisruptionBudgets) until the base is back.
+		st.Conditions[3] = condition(corev1.PodReady, false, ReasonBaseUnreachable, "the base stopped reporting; its modules' state is unknown")
 	}
 	if sched := findCondition(prev.Conditions, corev1.PodScheduled); sched != nil {
 		st.Conditions = append(st.Conditions, *sched)

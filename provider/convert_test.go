@@ -369,7 +369,7 @@ func TestPodStatusPhase(t *testing.T) {
 				}
 				pod := modulePod("p", t0, containers...)
 
-				st := podStatus(pod, views, "10.244.0.17", t0.Add(-time.Minute), now)
+				st := podStatus(pod, views, podBase{ip: "10.244.0.17", reachable: true}, t0.Add(-time.Minute), now)
 
 				require.Equal(t, want, st.Phase)
 				require.Len(t, st.ContainerStatuses, len(views))
@@ -408,7 +408,7 @@ func TestPodStatusReadyNeedsRunningPhase(t *testing.T) {
 		activeOther: "biz2:0.0.2",
 		inventory:   true,
 	}
-	st := podStatus(modulePod("p", t0), []containerView{active, superseded}, "10.244.0.17", t0, t0)
+	st := podStatus(modulePod("p", t0), []containerView{active, superseded}, podBase{ip: "10.244.0.17", reachable: true}, t0, t0)
 	require.Equal(t, corev1.PodFailed, st.Phase)
 	require.Equal(t, corev1.ConditionFalse, podCondition(t, st, corev1.PodReady).Status)
 	require.Equal(t, "biz biz2:0.0.1 was deactivated on this base: biz2:0.0.2 is active", st.Message)
@@ -420,7 +420,7 @@ func TestPodStatusAddressesStartTimeAndConditionTimes(t *testing.T) {
 	pod := modulePod("p", scheduled, bizContainer("biz1", "0.0.1"))
 	running := []containerView{view(record(protocol.BizActivated, t0.Add(-time.Minute), ""))}
 
-	first := podStatus(pod, running, "10.244.0.17", start, t0)
+	first := podStatus(pod, running, podBase{ip: "10.244.0.17", reachable: true}, start, t0)
 
 	require.Equal(t, "10.244.0.17", first.HostIP)
 	require.Equal(t, "10.244.0.17", first.PodIP)
@@ -433,13 +433,13 @@ func TestPodStatusAddressesStartTimeAndConditionTimes(t *testing.T) {
 
 	// Recomputed later from the status last written: nothing moves.
 	pod.Status = *first.DeepCopy()
-	again := podStatus(pod, running, "10.244.0.17", t0.Add(time.Hour), t0.Add(time.Minute))
+	again := podStatus(pod, running, podBase{ip: "10.244.0.17", reachable: true}, t0.Add(time.Hour), t0.Add(time.Minute))
 	require.True(t, equality.Semantic.DeepEqual(first, again), "recomputing an unchanged status changes nothing:\n%v\n%v", first, again)
 
 	// A real change moves only the conditions that changed.
 	pod.Status = *again.DeepCopy()
 	installing := []containerView{view(record(protocol.BizResolved, t0, ""))}
-	changed := podStatus(pod, installing, "10.244.0.17", t0.Add(time.Hour), t0.Add(2*time.Minute))
+	changed := podStatus(pod, installing, podBase{ip: "10.244.0.17", reachable: true}, t0.Add(time.Hour), t0.Add(2*time.Minute))
 	require.Equal(t, corev1.PodPending, changed.Phase)
 	require.Equal(t, start, changed.StartTime.Time, "the start time is kept")
 	require.Equal(t, t0.Add(2*time.Minute), podCondition(t, changed, corev1.PodReady).LastTransitionTime.Time)
@@ -449,7 +449,7 @@ func TestPodStatusAddressesStartTimeAndConditionTimes(t *testing.T) {
 }
 
 func TestPodStatusWithoutBaseIP(t *testing.T) {
-	st := podStatus(modulePod("p", t0, bizContainer("biz1", "0.0.1")), []containerView{view(nil)}, "", t0, t0)
+	st := podStatus(modulePod("p", t0, bizContainer("biz1", "0.0.1")), []containerView{view(nil)}, podBase{reachable: true}, t0, t0)
 	require.Empty(t, st.PodIP)
 	require.Nil(t, st.PodIPs)
 	require.Nil(t, st.HostIPs)

@@ -1382,3 +1382,25 @@ func TestCommandsWaitUntilTheBaseListens(t *testing.T) {
 	got := h.flush()
 	require.Contains(t, got, installCmd("biz2", "0.0.1"))
 }
+
+func TestPodsAreNotReadyWhileTheBaseIsUnreachable(t *testing.T) {
+	h := newHarness(t)
+	h.list()
+	h.installed(modulePod("p", t0, bizContainer("biz1", "0.0.1")))
+	h.notify()
+
+	h.p.SetReadiness(Readiness{Reachable: false, Reason: ReasonBaseUnreachable, Message: "no heartbeat for 25s"})
+	changed := h.notify()
+	require.Len(t, changed, 1, "the pod's status changes when its base goes silent")
+	st := changed[0].Status
+	require.Equal(t, corev1.PodRunning, st.Phase, "the module may still run: the phase stays")
+	ready := podCondition(t, st, corev1.PodReady)
+	require.Equal(t, corev1.ConditionFalse, ready.Status)
+	require.Equal(t, ReasonBaseUnreachable, ready.Reason)
+	require.Equal(t, corev1.ConditionTrue, podCondition(t, st, corev1.ContainersReady).Status, "the last known container state is kept")
+	h.requireSent()
+
+	h.p.SetReadiness(Readiness{Reachable: true, Reason: ReasonBaseReady})
+	require.Len(t, h.notify(), 1, "ready again once the base is back")
+	h.requireRunning("p")
+}

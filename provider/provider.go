@@ -206,11 +206,15 @@ func (p *Provider) UpdateTopology(zone, region string) bool {
 // (a restarted embedded broker drops commands for bases not reconnected yet).
 func (p *Provider) SetReadiness(r Readiness) bool {
 	p.mu.Lock()
-	wasOnline := p.online()
+	wasOnline, wasReachable := p.online(), p.readiness.Reachable
 	p.mu.Unlock()
 	changed := p.update(func(_ *BaseInfo, cur *Readiness) { *cur = r })
-	if !wasOnline && r.Reachable && r.Reason != ReasonBaseAdopted {
+	switch {
+	case !wasOnline && r.Reachable && r.Reason != ReasonBaseAdopted:
 		p.sync()
+	case wasReachable != r.Reachable:
+		// Pods are not Ready while their base is unreachable.
+		p.markPodsChanged()
 	}
 	return changed
 }
