@@ -137,15 +137,17 @@ func run(ctx context.Context, opts config.Options) error {
 	defer stopTunnel()
 	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBroker()
+	// Everything is built before anything runs, so a bad setting found by a
+	// constructor leaves no goroutine behind.
 	brokerURL := opts.BrokerURL()
+	var embedded *broker.Broker
 	if opts.MQTTBroker == "" {
-		b, err := broker.New(broker.Config{Address: opts.EmbeddedBrokerAddress, Username: opts.MQTTUsername, Password: opts.MQTTPassword})
+		embedded, err = broker.New(broker.Config{Address: opts.EmbeddedBrokerAddress, Username: opts.MQTTUsername, Password: opts.MQTTPassword})
 		if err != nil {
 			return fmt.Errorf("starting the embedded broker: %w", err)
 		}
-		brokerURL = "tcp://" + b.Addr()
-		g.Go(func() error { return b.Run(brokerCtx) })
-		log.G(ctx).WithField("address", b.Addr()).Info("serving the embedded MQTT broker")
+		defer embedded.Close() // releases the address if a constructor below fails
+		brokerURL = "tcp://" + embedded.Addr()
 	}
 
 	tun, err := mqtt.New(mqtt.Config{
@@ -190,6 +192,20 @@ func run(ctx context.Context, opts config.Options) error {
 		return err
 	}
 
+	var ps *peersync.Controller // nil: the peer replica sync is off
+	var peerSyncReady <-chan struct{}
+	if opts.PeerReplicaSync {
+		ps, err = peersync.New(peersync.Config{Client: client, Registerer: registry})
+		if err != nil {
+			return err
+		}
+		peerSyncReady = ps.Ready()
+	}
+
+	if embedded != nil {
+		g.Go(func() error { return embedded.Run(brokerCtx) })
+		log.G(ctx).WithField("address", embedded.Addr()).Info("serving the embedded MQTT broker")
+	}
 	g.Go(func() error {
 		defer stopBroker()
 		return tun.Run(tunnelCtx)
@@ -200,13 +216,7 @@ func run(ctx context.Context, opts config.Options) error {
 		log.G(ctx).Info("controller stopped; disconnecting from the broker")
 		return err
 	})
-	var peerSyncReady <-chan struct{} // nil: the peer replica sync is off
-	if opts.PeerReplicaSync {
-		ps, err := peersync.New(peersync.Config{Client: client, Registerer: registry})
-		if err != nil {
-			return err
-		}
-		peerSyncReady = ps.Ready()
+	if ps != nil {
 		g.Go(func() error { return ps.Run(ctx) })
 	}
 	g.Go(func() error {
