@@ -235,7 +235,7 @@ func podStatus(pod *corev1.Pod, views []containerView, base podBase, start, now 
 	if prev.StartTime != nil {
 		st.StartTime = prev.StartTime.DeepCopy()
 	}
-	var running, ready, terminated, uninstalled int
+	var running, ready, terminated, uninstalled, uninstalling int
 	var deactivated *containerView
 	for i := range views {
 		v := &views[i]
@@ -252,6 +252,9 @@ func podStatus(pod *corev1.Pod, views []containerView, base podBase, start, now 
 		}
 		if !v.uninstalled.IsZero() {
 			uninstalled++
+		}
+		if v.uninstall != "" {
+			uninstalling++
 		}
 		if v.superseded() && deactivated == nil {
 			deactivated = v
@@ -271,6 +274,11 @@ func podStatus(pod *corev1.Pod, views []containerView, base podBase, start, now 
 	case n > 0 && terminated == n:
 		st.Phase = corev1.PodSucceeded
 	case running > 0 || (terminated > 0 && terminated < n):
+		st.Phase = corev1.PodRunning
+	case uninstalling > 0 && prev.Phase == corev1.PodRunning:
+		// A pod does not go back to Pending: while its bizs are being
+		// uninstalled it stays Running (not Ready), as a pod whose kubelet is
+		// stopping its containers does.
 		st.Phase = corev1.PodRunning
 	default:
 		st.Phase = corev1.PodPending

@@ -683,6 +683,10 @@ func TestDeletePod(t *testing.T) {
 			h.requireSent(uninstallCmd("biz1", "0.0.1"))
 			require.Equal(t, ReasonBizUninstalling, h.reason("p", "biz1"))
 			require.Empty(t, h.releasedPods(), "not released before the base confirms")
+			h.notify()
+			st := h.status("p")
+			require.Equal(t, corev1.PodRunning, st.Phase, "a Running pod does not fall back to Pending while it is uninstalled")
+			require.Equal(t, corev1.ConditionFalse, podCondition(t, st, corev1.PodReady).Status)
 
 			h.delete(p) // virtual-kubelet may call again
 			h.resyncAt(h.clk.Now().Add(time.Second))
