@@ -47,24 +47,32 @@ func TestBasesBecomeVirtualNodes(t *testing.T) {
 			d.Namespace = e.namespace
 			_, err := e.client.AppsV1().Deployments(e.namespace).Create(t.Context(), d, metav1.CreateOptions{})
 			require.NoError(t, err)
-			var seen []string
-			var hosting string
-			require.Eventuallyf(t, func() bool {
-				pods, err := e.client.CoreV1().Pods(e.namespace).List(t.Context(), metav1.ListOptions{LabelSelector: "module.koupleless.io/name=biz1"})
-				if err != nil {
-					return false
-				}
-				seen = seen[:0]
-				for _, p := range pods.Items {
-					seen = append(seen, p.Name+" "+describePod(&p))
-				}
-				if len(pods.Items) != 1 {
-					return false
-				}
-				id, _, ok := cutNode(pods.Items[0].Spec.NodeName, e.name)
-				hosting = id
-				return ok && running(&pods.Items[0])
-			}, waitLong, poll, "the sample Deployment's pod runs on one of the virtual nodes; pods: %v", &seen)
+			// waitOnlyPod waits until the Deployment has exactly one pod and
+			// cond holds for it, and returns the id of the base it is bound to.
+			waitOnlyPod := func(what string, cond func(p *corev1.Pod, base string) bool) string {
+				t.Helper()
+				var seen []string
+				var base string
+				require.Eventuallyf(t, func() bool {
+					pods, err := e.client.CoreV1().Pods(e.namespace).List(t.Context(), metav1.ListOptions{LabelSelector: "module.koupleless.io/name=biz1"})
+					if err != nil {
+						return false
+					}
+					seen = seen[:0]
+					for _, p := range pods.Items {
+						seen = append(seen, p.Name+" "+describePod(&p))
+					}
+					if len(pods.Items) != 1 {
+						return false
+					}
+					id, _, ok := cutNode(pods.Items[0].Spec.NodeName, e.name)
+					base = id
+					return ok && cond(&pods.Items[0], id)
+				}, waitLong, poll, "%s; pods: %v", what, &seen)
+				return base
+			}
+			hosting := waitOnlyPod("the sample Deployment's pod runs on one of the virtual nodes",
+				func(p *corev1.Pod, _ string) bool { return running(p) })
 
 			// Silence the module's base: NotReady with a reason and the module
 			// pod no longer Ready; then the node is removed with its pod, and
@@ -75,31 +83,17 @@ func TestBasesBecomeVirtualNodes(t *testing.T) {
 				return ready(n).Status == corev1.ConditionUnknown && ready(n).Reason == "BaseUnreachable"
 			})
 			require.Contains(t, ready(n).Message, "no heartbeat")
-			require.Eventuallyf(t, func() bool {
-				pods, err := e.client.CoreV1().Pods(e.namespace).List(t.Context(), metav1.ListOptions{LabelSelector: "module.koupleless.io/name=biz1"})
-				if err != nil || len(pods.Items) != 1 {
-					return false
-				}
-				p := &pods.Items[0]
-				seen = []string{p.Name + " " + describePod(p)}
+			waitOnlyPod("the module pod on the silent base is Running but not Ready", func(p *corev1.Pod, _ string) bool {
 				for _, c := range p.Status.Conditions {
 					if c.Type == corev1.PodReady {
 						return p.Status.Phase == corev1.PodRunning && c.Status == corev1.ConditionFalse && c.Reason == "BaseUnreachable"
 					}
 				}
 				return false
-			}, waitLong, poll, "the module pod on the silent base is Running but not Ready; pods: %v", &seen)
+			})
 			e.waitNodeGone(silent)
-			require.Eventuallyf(t, func() bool {
-				pods, err := e.client.CoreV1().Pods(e.namespace).List(t.Context(), metav1.ListOptions{LabelSelector: "module.koupleless.io/name=biz1"})
-				if err != nil || len(pods.Items) != 1 {
-					return false
-				}
-				p := &pods.Items[0]
-				seen = []string{p.Name + " " + describePod(p)}
-				id, _, ok := cutNode(p.Spec.NodeName, e.name)
-				return ok && id != silent && running(p)
-			}, waitLong, poll, "the Deployment's replacement runs on another base; pods: %v", &seen)
+			waitOnlyPod("the Deployment's replacement runs on another base",
+				func(p *corev1.Pod, base string) bool { return base != silent && running(p) })
 			bases[silent].Silence(false)
 			e.waitNode(silent, "Ready again", isReady)
 			for _, id := range ids[:2] {
