@@ -319,7 +319,7 @@ func TestNonPeerReplicaSet(t *testing.T) {
 	// is gone, which is after the base confirmed the uninstall.
 	victim := pods[0]
 	require.NoError(t, e.client.CoreV1().Pods(e.namespace).Delete(t.Context(), victim.Name, metav1.DeleteOptions{}))
-	pods = e.waitPods(sel, "replacement", waitLong, func(pods []corev1.Pod) bool {
+	e.waitPods(sel, "replacement", waitLong, func(pods []corev1.Pod) bool {
 		for _, p := range pods {
 			if p.UID == victim.UID {
 				return false

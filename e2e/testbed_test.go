@@ -381,20 +381,20 @@ const helperEnv = "MODULE_CONTROLLER_E2E_KILLED_HELPER_DIR"
 // SIGKILLs that process (as a CI timeout or Ctrl-\ would) and checks that
 // Pdeathsig took every component down with it.
 func TestKilledTestLeavesNoProcess(t *testing.T) {
-	if dir := os.Getenv(helperEnv); dir != "" {
+	if dir := os.Getenv(helperEnv); dir != "" { //nolint:forbidigo // set by the parent below for its re-executed child only
 		c, err := framework.Start(t.Context(), framework.Options{Dir: dir})
 		require.NoError(t, err)
 		line := "PIDS"
 		for _, pid := range c.PIDs() {
 			line += " " + strconv.Itoa(pid)
 		}
-		fmt.Println(line)
+		fmt.Println(line)    //nolint:forbidigo // stdout is the pipe the parent reads the PIDs from
 		<-t.Context().Done() // never: the parent kills this process
 		return
 	}
 
 	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestKilledTestLeavesNoProcess$", "-test.timeout=5m")
-	cmd.Env = append(os.Environ(), helperEnv+"="+t.TempDir())
+	cmd.Env = append(os.Environ(), helperEnv+"="+t.TempDir()) //nolint:forbidigo // the child inherits the environment, plus its marker
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	var stderr strings.Builder

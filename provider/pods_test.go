@@ -447,7 +447,7 @@ func TestCreatePodAdoptsRunningBizs(t *testing.T) {
 			h.requireRunning("p")
 			cs := h.container("p", "biz1")
 			require.True(t, cs.Ready)
-			require.Equal(t, activated, cs.State.Running.StartedAt.Time.UTC())
+			require.Equal(t, activated, cs.State.Running.StartedAt.UTC())
 		})
 	}
 }
@@ -466,7 +466,7 @@ func TestInstallActivated(t *testing.T) {
 	h.requireRunning("p")
 	cs := h.container("p", "biz1")
 	require.True(t, cs.Ready)
-	require.Equal(t, started, cs.State.Running.StartedAt.Time.UTC(), "startedAt is the activation time the base recorded")
+	require.Equal(t, started, cs.State.Running.StartedAt.UTC(), "startedAt is the activation time the base recorded")
 	h.notify()
 	ev := h.events.about("pod/default/p", ReasonBizInstalled)
 	require.Len(t, ev, 1)
@@ -1087,7 +1087,7 @@ func TestBaselineOutcome(t *testing.T) {
 		sent: []string{protocol.CommandQueryAllBiz},
 		check: func(t *testing.T, h *harness) {
 			h.requireRunning("a")
-			require.Equal(t, t0.Add(time.Hour), h.container("a", "biz1").State.Running.StartedAt.Time.UTC())
+			require.Equal(t, t0.Add(time.Hour), h.container("a", "biz1").State.Running.StartedAt.UTC())
 			require.Equal(t, "Running", h.reason("bad", "biz3"))
 		},
 	}, {

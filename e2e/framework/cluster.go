@@ -442,7 +442,7 @@ func (c *Cluster) waitFor(ctx context.Context, what string, check func(context.C
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w (last error: %v)\n%s", what, ctx.Err(), last, c.LogTails(15))
+			return fmt.Errorf("waiting for %s: %w (last error: %w)\n%s", what, ctx.Err(), last, c.LogTails(15))
 		case <-t.C:
 		}
 	}

@@ -66,9 +66,17 @@ func (p *process) exited() bool {
 	}
 }
 
+// errExitedCleanly stands for a nil wait error in exitError: the process
+// exited with status 0 when it was meant to keep running.
+var errExitedCleanly = errors.New("exit status 0")
+
 // exitError describes how the process ended, with the tail of its log.
 func (p *process) exitError() error {
-	return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", p.name, p.waitErr, p.logPath, tailFile(p.logPath, 30))
+	status := p.waitErr
+	if status == nil {
+		status = errExitedCleanly
+	}
+	return fmt.Errorf("%s exited (%w); last lines of %s:\n%s", p.name, status, p.logPath, tailFile(p.logPath, 30))
 }
 
 // lostPort reports whether the process exited because a port it was to

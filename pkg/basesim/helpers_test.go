@@ -3,6 +3,7 @@ package basesim
 import (
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,7 +38,10 @@ func startBroker(t *testing.T, cfg broker.Config) string {
 	go func() { done <- b.Run(t.Context()) }()
 	t.Cleanup(func() {
 		b.Close()
-		<-done
+		// Run returns nil if the test's context ended first, ErrClosed if Close won.
+		if err := <-done; err != nil && !errors.Is(err, broker.ErrClosed) {
+			t.Errorf("broker: %v", err)
+		}
 	})
 	return "tcp://" + b.Addr()
 }

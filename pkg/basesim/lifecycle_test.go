@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/netip"
@@ -152,7 +153,10 @@ func (rb *restartableBroker) stop() {
 		return
 	}
 	rb.b.Close()
-	<-rb.done
+	// Run returns ErrClosed, or nil if the test's context ended first.
+	if err := <-rb.done; err != nil && !errors.Is(err, broker.ErrClosed) {
+		rb.t.Errorf("broker: %v", err)
+	}
 	rb.b = nil
 }
 
