@@ -17,6 +17,8 @@ export CONTROLPLANE_BIN_DIR
 KUBECTL       := $(CONTROLPLANE_BIN_DIR)/kubectl
 CLUSTER_DIR   := $(CURDIR)/$(CACHE_DIR)/cluster
 CLUSTER_START_TIMEOUT ?= 180
+TOOLS_BIN_DIR ?= $(CURDIR)/$(CACHE_DIR)/tools/bin
+GOLANGCI_LINT := $(TOOLS_BIN_DIR)/golangci-lint
 
 GO_VERSION    := $(shell awk '$$1 == "go" {print $$2; exit}' go.mod)
 IMAGE         ?= module-controller:$(VERSION)
@@ -94,12 +96,19 @@ bench:
 
 ##@ Checks
 
-## lint: gofmt, go vet (also with -tags e2e)
+## lint: gofmt, go vet and golangci-lint (.golangci.yml, version pinned in hack/tools), tests and e2e included
 .PHONY: lint
-lint:
+lint: tools
 	@out="$$(gofmt -l $(GO_FILES))"; if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
+	$(GOLANGCI_LINT) run ./...
+	cd hack/dockerlint && $(GOLANGCI_LINT) run --config ../../.golangci.yml ./...
+
+## tools: build the pinned golangci-lint into .cache/tools/bin (once; ~2 min cold)
+.PHONY: tools
+tools:
+	hack/build-tools.sh "$(TOOLS_BIN_DIR)"
 
 ## verify: lint plus the import-direction rules of style.md 3.2 and the Dockerfile lint
 .PHONY: verify
