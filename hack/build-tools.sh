@@ -19,7 +19,7 @@ if [[ -x "$out/golangci-lint" && -f "$out/.stamp" && "$(cat "$out/.stamp")" == "
 fi
 
 echo "building golangci-lint $version into $out"
-echo "a cold build takes about 3 minutes on 2 cores ($(nproc) here), plus downloading the Go modules"
+echo "a cold build takes about 1-2 minutes on 2 cores ($(nproc) here), plus downloading the Go modules"
 rm -f "$out/.stamp"
 start=$SECONDS
 cd "$mod"
