@@ -1,18 +1,10 @@
 package basesim
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -22,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/moduleops/module-controller/pkg/broker"
+	"github.com/moduleops/module-controller/pkg/certtest"
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
@@ -202,9 +195,9 @@ func TestBrokerRestart(t *testing.T) {
 
 func TestTLSAndCredentials(t *testing.T) {
 	dir := t.TempDir()
-	caPEM, serverCert := newTestCA(t)
-	caFile := filepath.Join(dir, "ca.pem")
-	require.NoError(t, os.WriteFile(caFile, caPEM, 0o600))
+	ca := certtest.NewCA(t, "test ca")
+	_, _, serverCert := ca.Server("broker")
+	caFile := ca.CAFile
 	url := startBroker(t, broker.Config{
 		Username: "sim", Password: "secret",
 		TLS: &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12},
@@ -228,36 +221,6 @@ func TestTLSAndCredentials(t *testing.T) {
 	require.Error(t, err)
 	_, err = TLSFromFiles(filepath.Join(dir, "missing.pem"), "", "")
 	require.Error(t, err)
-}
-
-// newTestCA returns a CA certificate in PEM and a server certificate for 127.0.0.1 it
-// signed.
-func newTestCA(t *testing.T) ([]byte, tls.Certificate) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	ca, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "broker"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	require.NoError(t, err)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 func TestIdleBaseHasNoGoroutineOfItsOwn(t *testing.T) {

@@ -2,20 +2,18 @@ package broker
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"net"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/stretchr/testify/require"
+
+	"github.com/moduleops/module-controller/pkg/certtest"
 )
 
 // start runs a broker for the test's lifetime and waits for Run to return on cleanup.
@@ -107,9 +105,10 @@ func TestBrokerCredentials(t *testing.T) {
 }
 
 func TestBrokerTLS(t *testing.T) {
-	serverCfg, pool := testTLS(t)
-	b := start(t, Config{Address: "127.0.0.1:0", TLS: serverCfg})
-	c, err := connect(t, "ssl://"+b.Addr(), "", "", &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	ca := certtest.NewCA(t, "test-ca")
+	_, _, serverCert := ca.Server("broker")
+	b := start(t, Config{Address: "127.0.0.1:0", TLS: &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}})
+	c, err := connect(t, "ssl://"+b.Addr(), "", "", &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12})
 	require.NoError(t, err)
 	roundTrip(t, c)
 
@@ -172,36 +171,4 @@ func TestNewAddressInUse(t *testing.T) {
 	t.Cleanup(func() { _ = l.Close() })
 	_, err = New(Config{Address: l.Addr().String()})
 	require.Error(t, err)
-}
-
-// testTLS returns a server TLS config for 127.0.0.1 signed by a fresh CA, and a pool trusting that CA.
-func testTLS(t *testing.T) (*tls.Config, *x509.CertPool) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	ca := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	caCert, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "broker"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	return &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		MinVersion:   tls.VersionTLS12,
-	}, pool
 }

@@ -2,12 +2,14 @@ package mqtt
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/moduleops/module-controller/pkg/certtest"
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
@@ -93,8 +95,8 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 func TestNewRejectsUnreadableTLSFiles(t *testing.T) {
-	ca := newPKI(t, "ca")
-	_, err := New(Config{BrokerURL: "ssl://127.0.0.1:8883", TLS: TLSConfig{CAFile: ca.dir + "/missing.pem"}})
+	ca := certtest.NewCA(t, "ca")
+	_, err := New(Config{BrokerURL: "ssl://127.0.0.1:8883", TLS: TLSConfig{CAFile: filepath.Join(t.TempDir(), "missing.pem")}})
 	require.ErrorContains(t, err, "tls ca file")
 	_, err = New(Config{BrokerURL: "ssl://127.0.0.1:8883", TLS: TLSConfig{CAFile: ca.CAFile, ClientCertFile: ca.CAFile, ClientKeyFile: ca.CAFile}})
 	require.ErrorContains(t, err, "tls client certificate")

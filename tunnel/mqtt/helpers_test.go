@@ -2,17 +2,10 @@ package mqtt
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -237,84 +230,6 @@ func heartbeat(t *testing.T, id string, at time.Time) []byte {
 // dropped reads the dropped counter of reason.
 func dropped(tun *Tunnel, reason string) float64 {
 	return testutil.ToFloat64(tun.metrics.dropped.WithLabelValues(reason))
-}
-
-// pki is a throw-away certificate authority writing PEM files into a temp dir.
-type pki struct {
-	t    *testing.T
-	dir  string
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	// CAFile is the CA certificate, PEM.
-	CAFile string
-}
-
-func newPKI(t *testing.T, name string) *pki {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	p := &pki{t: t, dir: t.TempDir(), cert: cert, key: key}
-	p.CAFile = p.write(name+"-ca.pem", "CERTIFICATE", der)
-	return p
-}
-
-func (p *pki) write(name, typ string, der []byte) string {
-	p.t.Helper()
-	path := filepath.Join(p.dir, name)
-	require.NoError(p.t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
-	return path
-}
-
-// issue signs a leaf certificate for 127.0.0.1/localhost (server) or a client, and returns
-// its PEM files and the loaded pair.
-func (p *pki) issue(name string, server bool) (certFile, keyFile string, pair tls.Certificate) {
-	p.t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(p.t, err)
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	require.NoError(p.t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		tmpl.DNSNames = []string{"localhost"}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
-	require.NoError(p.t, err)
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	require.NoError(p.t, err)
-	certFile = p.write(name+".pem", "CERTIFICATE", der)
-	keyFile = p.write(name+"-key.pem", "EC PRIVATE KEY", keyDER)
-	pair, err = tls.LoadX509KeyPair(certFile, keyFile)
-	require.NoError(p.t, err)
-	return certFile, keyFile, pair
-}
-
-// pool returns a pool holding the CA.
-func (p *pki) pool() *x509.CertPool {
-	pool := x509.NewCertPool()
-	pool.AddCert(p.cert)
-	return pool
 }
 
 // fakeMessage is a paho.Message for calling onMessage directly with topics the

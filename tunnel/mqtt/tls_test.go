@@ -6,14 +6,16 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/moduleops/module-controller/pkg/certtest"
 )
 
 // TestTLSConfigVerifiesServer checks the client TLS config directly against a TLS
 // listener: the server certificate is verified against the CA file and the URL's host.
 func TestTLSConfigVerifiesServer(t *testing.T) {
-	ca := newPKI(t, "ca")
-	_, _, serverPair := ca.issue("server", true)
-	other := newPKI(t, "other")
+	ca := certtest.NewCA(t, "ca")
+	_, _, serverPair := ca.Server("server")
+	other := certtest.NewCA(t, "other")
 
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{serverPair}, MinVersion: tls.VersionTLS12})
 	require.NoError(t, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/moduleops/module-controller/pkg/broker"
+	"github.com/moduleops/module-controller/pkg/certtest"
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/tunnel"
 )
@@ -120,17 +121,17 @@ func TestCredentials(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	ca := newPKI(t, "broker-ca")
-	_, _, serverPair := ca.issue("broker", true)
-	clientCert, clientKey, _ := ca.issue("controller", false)
-	_, _, basePair := ca.issue("base", false)
-	other := newPKI(t, "other-ca")
+	ca := certtest.NewCA(t, "broker-ca")
+	_, _, serverPair := ca.Server("broker")
+	clientCert, clientKey, _ := ca.Client("controller")
+	_, _, basePair := ca.Client("base")
+	other := certtest.NewCA(t, "other-ca")
 
 	// The broker requires a client certificate signed by its CA.
 	b, _ := startBroker(t, broker.Config{TLS: &tls.Config{
 		Certificates: []tls.Certificate{serverPair},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    ca.pool(),
+		ClientCAs:    ca.Pool(),
 		MinVersion:   tls.VersionTLS12,
 	}})
 	url := "ssl://" + b.Addr()
@@ -142,7 +143,7 @@ func TestTLS(t *testing.T) {
 		tun := startTunnel(t, cfg)
 
 		base := connectBase(t, url, tun.Env(), testBaseID, &tls.Config{
-			RootCAs: ca.pool(), Certificates: []tls.Certificate{basePair}, MinVersion: tls.VersionTLS12,
+			RootCAs: ca.Pool(), Certificates: []tls.Certificate{basePair}, MinVersion: tls.VersionTLS12,
 		})
 		base.publish(protocol.SuffixHeartbeat, heartbeat(t, testBaseID, testNow))
 		require.Equal(t, testBaseID, nextEvent(t, tun).Base())
