@@ -27,7 +27,7 @@ const (
 	ReasonBizStopped       = "BizStopped"
 	ReasonBizUninstalled   = "BizUninstalled"
 	ReasonBizUninstalling  = "BizUninstalling"
-	ReasonBizOwnedElsewere = "BizOwnedByOtherPod"
+	ReasonBizOwnedElsewhere = "BizOwnedByOtherPod"
 	ReasonInvalidBiz       = "InvalidBizSpec"
 	ReasonWaitingForBase   = "WaitingForBase"
 	ReasonOrphanBiz        = "OrphanBiz"
@@ -174,9 +174,9 @@ func containerStatus(v containerView, prev *corev1.ContainerStatus) corev1.Conta
 	case v.spec.invalid != "":
 		return waiting(ReasonInvalidBiz, v.spec.invalid)
 	case v.ownedBy != "":
-		return waiting(ReasonBizOwnedElsewere, fmt.Sprintf("%s is already installed for pod %s on this base", v.spec.key(), v.ownedBy))
+		return waiting(ReasonBizOwnedElsewhere, fmt.Sprintf("%s is already installed for pod %s on this base", v.spec.key(), v.ownedBy))
 	case !v.uninstalled.IsZero() && v.keptFor != "":
-		return terminated(ReasonBizOwnedElsewere, fmt.Sprintf("%s stays on the base for pod %s", v.spec.key(), v.keptFor), 0, v.uninstalled)
+		return terminated(ReasonBizOwnedElsewhere, fmt.Sprintf("%s stays on the base for pod %s", v.spec.key(), v.keptFor), 0, v.uninstalled)
 	case !v.uninstalled.IsZero():
 		// Uninstalled, or found absent: either way it is off the base.
 		return terminated(ReasonBizUninstalled, v.spec.key()+" is no longer on the base", 0, v.uninstalled)

@@ -282,7 +282,7 @@ func TestContainerStatus(t *testing.T) {
 			v.record = record(protocol.BizActivated, tA, "")
 			return v
 		},
-		want: waiting(ReasonBizOwnedElsewere, "biz1:0.0.1 is already installed for pod default/first on this base"),
+		want: waiting(ReasonBizOwnedElsewhere, "biz1:0.0.1 is already installed for pod default/first on this base"),
 	}, {
 		name: "uninstall pending",
 		view: func(v containerView) containerView {
@@ -299,7 +299,7 @@ func TestContainerStatus(t *testing.T) {
 	}, {
 		name: "kept for another pod",
 		view: func(v containerView) containerView { v.uninstalled = t0; v.keptFor = "default/second"; return v },
-		want: terminated(ReasonBizOwnedElsewere, "biz1:0.0.1 stays on the base for pod default/second", 0, t0, t0),
+		want: terminated(ReasonBizOwnedElsewhere, "biz1:0.0.1 stays on the base for pod default/second", 0, t0, t0),
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

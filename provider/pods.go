@@ -276,7 +276,7 @@ func (p *Provider) recordTransitions(e *podEntry, pod *corev1.Pod) {
 			case ReasonBizInstallFailed, ReasonBizBroken:
 				warn = true
 				message = p.fullMessage(e, cs.Name, message)
-			case ReasonInvalidBiz, ReasonBizOwnedElsewere:
+			case ReasonInvalidBiz, ReasonBizOwnedElsewhere:
 				warn = true
 			case ReasonBizInstalling:
 			default:

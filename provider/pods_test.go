@@ -939,11 +939,11 @@ func TestDuplicateNameVersionOnOneBase(t *testing.T) {
 
 	h.requireSent()
 	cs := h.container("second", "biz1")
-	require.Equal(t, ReasonBizOwnedElsewere, stateReason(cs))
+	require.Equal(t, ReasonBizOwnedElsewhere, stateReason(cs))
 	require.Contains(t, cs.State.Waiting.Message, "default/first")
 	require.Equal(t, corev1.PodPending, h.status("second").Phase)
 	h.notify()
-	ev := h.events.about("pod/default/second", ReasonBizOwnedElsewere)
+	ev := h.events.about("pod/default/second", ReasonBizOwnedElsewhere)
 	require.Len(t, ev, 1)
 	require.Equal(t, corev1.EventTypeWarning, ev[0].Type)
 
@@ -971,7 +971,7 @@ func TestDuplicateNameVersionInTheSameSecond(t *testing.T) {
 	h.requireSent()
 	h.requireRunning("zeta")
 	cs := h.container("alpha", "biz1")
-	require.Equal(t, ReasonBizOwnedElsewere, stateReason(cs))
+	require.Equal(t, ReasonBizOwnedElsewhere, stateReason(cs))
 	require.Contains(t, cs.State.Waiting.Message, "default/zeta")
 
 	// The owner is deleted: the other pod takes over, nothing is sent.
@@ -1147,7 +1147,7 @@ func TestBaselineOutcome(t *testing.T) {
 
 			h.requireSent(tt.sent...)
 			tt.check(t, h)
-			require.Equal(t, ReasonBizOwnedElsewere, h.reason("dup", "biz1"))
+			require.Equal(t, ReasonBizOwnedElsewhere, h.reason("dup", "biz1"))
 		})
 	}
 }
