@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/moduleops/module-controller/e2e/framework"
 	"github.com/moduleops/module-controller/pkg/basesim"
@@ -289,4 +291,22 @@ func bizState(b *basesim.Base, name, version string) string {
 		return ""
 	}
 	return string(z.State)
+}
+
+// updateDeployment applies mutate to the latest Deployment and updates it,
+// retrying on the conflicts the Deployment controller's own status writes
+// cause, as kubectl does. It returns the updated Deployment.
+func (e *env) updateDeployment(name string, mutate func(*appsv1.Deployment)) *appsv1.Deployment {
+	e.t.Helper()
+	var updated *appsv1.Deployment
+	require.NoError(e.t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d, err := e.client.AppsV1().Deployments(e.namespace).Get(e.t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		mutate(d)
+		updated, err = e.client.AppsV1().Deployments(e.namespace).Update(e.t.Context(), d, metav1.UpdateOptions{})
+		return err
+	}), "update deployment %s", name)
+	return updated
 }

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -20,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
@@ -271,11 +273,9 @@ func TestPeerReplicaSync(t *testing.T) {
 			}
 
 			// Opt out, then let a base join: the replicas stay as they are.
-			d, err := e.client.AppsV1().Deployments(e.namespace).Get(t.Context(), name, metav1.GetOptions{})
-			require.NoError(t, err)
-			d.Labels[labelReplicasControl] = "disabled"
-			_, err = e.client.AppsV1().Deployments(e.namespace).Update(t.Context(), d, metav1.UpdateOptions{})
-			require.NoError(t, err)
+			// As `kubectl label deployment … replicas-control=disabled` does: a
+			// patch, which no concurrent status write can make conflict.
+			e.labelDeployment(name, labelReplicasControl, "disabled")
 			late := e.startBase(prefix+"5", nil)
 			e.waitNode(late.Identity(), "Ready", isReady)
 			// A second peer Deployment is a witness that the sync saw the node.
@@ -290,11 +290,7 @@ func TestPeerReplicaSync(t *testing.T) {
 			require.Equal(t, int32(2), e.replicas(name), "the opted-out Deployment keeps its replicas")
 
 			// Opting back in syncs again.
-			d, err = e.client.AppsV1().Deployments(e.namespace).Get(t.Context(), name, metav1.GetOptions{})
-			require.NoError(t, err)
-			delete(d.Labels, labelReplicasControl)
-			_, err = e.client.AppsV1().Deployments(e.namespace).Update(t.Context(), d, metav1.UpdateOptions{})
-			require.NoError(t, err)
+			e.labelDeployment(name, labelReplicasControl, "")
 			e.waitReplicas(name, 3, "opted back in")
 		})
 	}
@@ -418,11 +414,7 @@ func testPeerRollingUpdate(t *testing.T, kind, prefix string, mod func(*appsv1.D
 	}()
 
 	start := time.Now()
-	d, err := e.client.AppsV1().Deployments(e.namespace).Get(t.Context(), name, metav1.GetOptions{})
-	require.NoError(t, err)
-	d.Spec.Template = deployment("0.0.2").Spec.Template
-	_, err = e.client.AppsV1().Deployments(e.namespace).Update(t.Context(), d, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	e.updateDeployment(name, func(d *appsv1.Deployment) { d.Spec.Template = deployment("0.0.2").Spec.Template })
 
 	e.waitOneRunningPerBase("0.0.2", bases...)
 	t.Logf("rolling update: 0.0.2 Running on all 4 bases %s after the update", time.Since(start).Round(time.Millisecond))
@@ -503,4 +495,18 @@ func TestPeerSampleApplies(t *testing.T) {
 	e.waitReplicas(d.Name, 2, "two bases")
 	e.waitOneRunningPerBase("0.0.1", bases...)
 	e.waitSyncEvent(d.Name, 2)
+}
+
+// labelDeployment sets a label on a Deployment with a merge patch, or removes
+// it when value is empty, as `kubectl label` does.
+func (e *env) labelDeployment(name, key, value string) {
+	e.t.Helper()
+	var v any
+	if value != "" {
+		v = value
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]any{key: v}}})
+	require.NoError(e.t, err)
+	_, err = e.client.AppsV1().Deployments(e.namespace).Patch(e.t.Context(), name, types.MergePatchType, patch, metav1.PatchOptions{})
+	require.NoError(e.t, err)
 }

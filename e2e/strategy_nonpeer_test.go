@@ -168,15 +168,7 @@ func TestNonPeerHostnameSpread(t *testing.T) {
 	// base's old pod goes before the new one is placed, and every base ends
 	// with 0.0.2 only.
 	start = time.Now()
-	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		d, err := e.client.AppsV1().Deployments(e.namespace).Get(t.Context(), "biz1-nonpeer", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		setTemplateVersion(&d.Spec.Template, "0.0.2")
-		_, err = e.client.AppsV1().Deployments(e.namespace).Update(t.Context(), d, metav1.UpdateOptions{})
-		return err
-	}))
+	e.updateDeployment("biz1-nonpeer", func(d *appsv1.Deployment) { setTemplateVersion(&d.Spec.Template, "0.0.2") })
 	e.waitSpread(bases, 3, 0, "0.0.2")
 	t.Logf("MEASURED: non-peer Deployment update 0.0.1 → 0.0.2 on 3 of 4 bases (maxSurge 0, maxUnavailable 1) took %s", time.Since(start).Round(time.Millisecond))
 	e.requireUntouched(others)

@@ -108,14 +108,12 @@ func testRollingUpdate(t *testing.T, tc rollingCase, prefix string) {
 	tally.Arm(floor)
 	sampler := e.sampleBases(bases, "biz1", 10*time.Millisecond)
 	began = time.Now()
-	d, err = e.client.AppsV1().Deployments(e.namespace).Get(t.Context(), d.Name, metav1.GetOptions{})
-	require.NoError(t, err)
-	setVersion(&d.Spec.Template, "biz1", "0.0.1", "0.0.2")
-	if tc.perVersionAntiAffinity {
-		setAntiAffinityVersion(t, &d.Spec.Template, "0.0.2")
-	}
-	_, err = e.client.AppsV1().Deployments(e.namespace).Update(t.Context(), d, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	d = e.updateDeployment(d.Name, func(d *appsv1.Deployment) {
+		setVersion(&d.Spec.Template, "biz1", "0.0.1", "0.0.2")
+		if tc.perVersionAntiAffinity {
+			setAntiAffinityVersion(t, &d.Spec.Template, "0.0.2")
+		}
+	})
 	e.waitRolledOut(d.Name, "0.0.2", tc.replicas)
 	rolledOut := time.Since(began)
 	require.Eventually(t, func() bool {
@@ -306,11 +304,7 @@ func TestRollingUpdateWithoutSpareBase(t *testing.T) {
 	e.waitRolledOut(d.Name, "0.0.1", *d.Spec.Replicas)
 	require.EqualValues(t, len(bases), *d.Spec.Replicas, "as many bases as replicas")
 
-	d, err = e.client.AppsV1().Deployments(e.namespace).Get(t.Context(), d.Name, metav1.GetOptions{})
-	require.NoError(t, err)
-	setVersion(&d.Spec.Template, "biz1", "0.0.1", "0.0.2")
-	_, err = e.client.AppsV1().Deployments(e.namespace).Update(t.Context(), d, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	e.updateDeployment(d.Name, func(d *appsv1.Deployment) { setVersion(&d.Spec.Template, "biz1", "0.0.1", "0.0.2") })
 	var surge *corev1.Pod
 	require.Eventually(t, func() bool {
 		for _, p := range e.listPods("module.koupleless.io/version=0.0.2") {

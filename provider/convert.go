@@ -18,19 +18,19 @@ const EnvBizVersion = "BIZ_VERSION"
 // Container state reasons and pod Event reasons, as `kubectl describe pod`
 // shows them.
 const (
-	ReasonBizInstalling    = "BizInstalling"
-	ReasonBizInstalled     = "BizInstalled"
-	ReasonBizInstallFailed = "BizInstallFailed"
-	ReasonBizBroken        = "BizBroken"
-	ReasonBizDeactivated   = "BizDeactivated"
-	ReasonBizDeactivate    = "BizDeactivate"
-	ReasonBizStopped       = "BizStopped"
-	ReasonBizUninstalled   = "BizUninstalled"
-	ReasonBizUninstalling  = "BizUninstalling"
+	ReasonBizInstalling     = "BizInstalling"
+	ReasonBizInstalled      = "BizInstalled"
+	ReasonBizInstallFailed  = "BizInstallFailed"
+	ReasonBizBroken         = "BizBroken"
+	ReasonBizDeactivated    = "BizDeactivated"
+	ReasonBizDeactivate     = "BizDeactivate"
+	ReasonBizStopped        = "BizStopped"
+	ReasonBizUninstalled    = "BizUninstalled"
+	ReasonBizUninstalling   = "BizUninstalling"
 	ReasonBizOwnedElsewhere = "BizOwnedByOtherPod"
-	ReasonInvalidBiz       = "InvalidBizSpec"
-	ReasonWaitingForBase   = "WaitingForBase"
-	ReasonOrphanBiz        = "OrphanBiz"
+	ReasonInvalidBiz        = "InvalidBizSpec"
+	ReasonWaitingForBase    = "WaitingForBase"
+	ReasonOrphanBiz         = "OrphanBiz"
 )
 
 // bizURLSchemes are the jar URL schemes a base can open (java.net.URL).
