@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -227,6 +228,20 @@ func TestRemovedBaseTakesItsPods(t *testing.T) {
 		slices.Sort(left)
 		return assert.ObjectsAreEqual([]string{"elsewhere", "unscheduled"}, left)
 	}, waitFor, 10*time.Millisecond, "only the removed node's pods are deleted")
+	require.Eventually(t, func() bool {
+		events, err := f.client.CoreV1().Events("").List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			return false
+		}
+		var about []string
+		for _, e := range events.Items {
+			if e.Reason == "BaseGone" && e.InvolvedObject.Kind == "Pod" && strings.Contains(e.Message, name) {
+				about = append(about, e.InvolvedObject.Namespace+"/"+e.InvolvedObject.Name)
+			}
+		}
+		slices.Sort(about)
+		return assert.ObjectsAreEqual([]string{"a/on-base", "b/also-on-base"}, about)
+	}, waitFor, 10*time.Millisecond, "each deleted pod gets an Event saying why")
 }
 
 func TestZoneComesFromTheBasePodsHost(t *testing.T) {

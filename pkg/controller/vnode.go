@@ -282,7 +282,7 @@ func (c *Controller) removeBase(ctx context.Context, v *vnode, reason, message s
 		if err != nil && !apierrors.IsNotFound(err) {
 			log.G(ctx).WithField("node", v.nodeName).WithError(err).Warn("cannot delete node lease")
 		}
-		c.deleteNodePods(ctx, v.nodeName)
+		c.deleteNodePods(ctx, v.nodeName, reason, message)
 	}()
 }
 
@@ -292,7 +292,7 @@ func (c *Controller) removeBase(ctx context.Context, v *vnode, reason, message s
 // keeping a Deployment from replacing them until then. No kubelet is left to
 // finish a graceful deletion, so they go at once; the UID precondition spares
 // a pod recreated under the same name meanwhile.
-func (c *Controller) deleteNodePods(ctx context.Context, nodeName string) {
+func (c *Controller) deleteNodePods(ctx context.Context, nodeName, reason, message string) {
 	pods, err := c.cfg.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", nodeName).String(),
 	})
@@ -309,6 +309,7 @@ func (c *Controller) deleteNodePods(ctx context.Context, nodeName string) {
 			log.G(ctx).WithField("node", nodeName).WithField("pod", p.Namespace+"/"+p.Name).WithError(err).Warn("cannot delete a pod of a removed node")
 			continue
 		}
+		c.recorder.Event(p, corev1.EventTypeWarning, reason, message+"; the module pod is deleted with its virtual node "+nodeName)
 		log.G(ctx).WithField("node", nodeName).WithField("pod", p.Namespace+"/"+p.Name).Info("deleted pod of a removed node")
 	}
 }
