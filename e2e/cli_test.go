@@ -7,7 +7,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +104,14 @@ func TestControllerEndpoints(t *testing.T) {
 	require.NoError(t, err)
 	for _, want := range []string{"go_goroutines", "process_start_time_seconds", "module_controller_"} {
 		require.Contains(t, metrics, want)
+	}
+	// Every metric of ours that the controller exports is in the operations
+	// guide's table of metrics to watch.
+	root, err := framework.RepoRoot()
+	require.NoError(t, err)
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "operations.md"))
+	require.NoError(t, err)
+	for _, name := range regexp.MustCompile(`(?m)^# TYPE (module_controller_\w+) `).FindAllStringSubmatch(metrics, -1) {
+		require.Contains(t, string(doc), "`"+name[1], "docs/operations.md lists metric %s", name[1])
 	}
 }
