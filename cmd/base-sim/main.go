@@ -21,6 +21,7 @@ import (
 	"github.com/moduleops/module-controller/pkg/basesim"
 	"github.com/moduleops/module-controller/pkg/config"
 	"github.com/moduleops/module-controller/pkg/protocol"
+	"github.com/moduleops/module-controller/tunnel/mqtt"
 )
 
 // Environment variables read as flag defaults.
@@ -136,7 +137,8 @@ func (o *options) fleetConfig() (basesim.FleetConfig, error) {
 		}
 	}
 	if o.caFile != "" {
-		tlsCfg, err := basesim.TLSFromFiles(o.caFile, o.clientCert, o.clientKey)
+		files := mqtt.TLSConfig{CAFile: o.caFile, ClientCertFile: o.clientCert, ClientKeyFile: o.clientKey}
+		tlsCfg, err := files.ClientTLS(o.broker)
 		if err != nil {
 			errs = append(errs, err)
 		}

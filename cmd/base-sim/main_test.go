@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -60,6 +61,13 @@ func TestFleetConfig(t *testing.T) {
 	require.ErrorContains(t, err, "--failure-rate")
 	require.ErrorContains(t, err, "--first-ip")
 	require.ErrorContains(t, err, "--ca-file")
+
+	// Unreadable TLS files are named, all of them at once.
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	o = parse(t, "--ca-file="+missing, "--client-cert="+missing, "--client-key="+missing)
+	_, err = o.fleetConfig()
+	require.ErrorContains(t, err, "tls ca file")
+	require.ErrorContains(t, err, "tls client certificate")
 }
 
 func TestRunUntilCancelled(t *testing.T) {

@@ -2,13 +2,11 @@ package basesim
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/netip"
 	"net/url"
-	"os"
 	"time"
 
 	"github.com/moduleops/module-controller/pkg/protocol"
@@ -88,7 +86,8 @@ type Config struct {
 	// Username and Password are sent on every connect (the Java base always sends both).
 	Username string
 	Password string
-	// TLS, when set, makes the base connect over TLS with it. Build it with TLSFromFiles;
+	// TLS, when set, makes the base connect over TLS with it (cmd/base-sim builds it with
+	// tunnel/mqtt's TLSConfig.ClientTLS, the controller's own verification);
 	// it must verify the server (InsecureSkipVerify is rejected).
 	TLS *tls.Config
 	// ClientIDPrefix is the first part of the client id "<prefix>@@@<identity>".
@@ -283,33 +282,4 @@ func defaultLocalIP(id string) string {
 	_, _ = h.Write([]byte(id)) // hash.Hash.Write never fails
 	s := h.Sum32()
 	return netip.AddrFrom4([4]byte{10, byte(s >> 16), byte(s >> 8), byte(s%254) + 1}).String()
-}
-
-// TLSFromFiles builds a client TLS configuration that trusts only the PEM CA in caFile
-// and, if certFile and keyFile are both set, presents that client certificate. The server
-// certificate is always verified.
-func TLSFromFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("read ca file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca file %s: no PEM certificate", caFile)
-		}
-		cfg.RootCAs = pool
-	}
-	switch {
-	case certFile != "" && keyFile != "":
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	case certFile != "" || keyFile != "":
-		return nil, errors.New("client certificate and key must be given together")
-	}
-	return cfg, nil
 }

@@ -9,6 +9,13 @@ import (
 	"os"
 )
 
+// ClientTLS returns the client TLS configuration c describes for a broker at
+// brokerURL, built as the tunnel builds its own. The simulated base
+// (cmd/base-sim) uses it, so that both ends verify the broker the same way.
+func (c TLSConfig) ClientTLS(brokerURL string) (*tls.Config, error) {
+	return tlsConfig(c, brokerURL)
+}
+
 // tlsConfig builds the client TLS configuration for a TLS broker URL: the broker's
 // certificate is verified against CAFile (or the system roots) and the URL's host name,
 // and the client certificate is presented if configured. InsecureSkipVerify is never set:
