@@ -89,9 +89,15 @@ unit:
 e2e: controlplane build
 	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v $(E2E_FLAGS) ./e2e/...
 
-## bench: run the benchmarks
+## bench: N simulated bases on the local control plane vs an ideal provider; writes bench/results/latest.{md,json} (BENCH_FLAGS="-n 300 -broker mosquitto")
 .PHONY: bench
-bench:
+bench: controlplane build
+	@$(GO) build -buildvcs=false -o $(CACHE_DIR)/bench/bench ./bench
+	@$(CACHE_DIR)/bench/bench $(BENCH_FLAGS)
+
+## microbench: the Go micro-benchmarks (go test -bench)
+.PHONY: microbench
+microbench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 ##@ Checks

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -234,6 +235,14 @@ func run(ctx context.Context, opts config.Options) error {
 		})
 		return serve(ctx, opts.HealthAddress, mux, "")
 	})
+	if opts.PprofAddress != "" {
+		g.Go(func() error {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			return serve(ctx, opts.PprofAddress, mux, "")
+		})
+	}
 	log.G(ctx).WithField("env", opts.Env).WithField("broker", brokerURL).WithField("version", version.Version).Info("module-controller starting")
 	return g.Wait()
 }

@@ -99,6 +99,9 @@ type Options struct {
 
 	// MetricsAddress serves /metrics; HealthAddress serves /healthz and /readyz.
 	MetricsAddress, HealthAddress string
+	// PprofAddress, if set, serves net/http/pprof under /debug/pprof/ (off by
+	// default; for profiling, bind it to loopback).
+	PprofAddress string
 	// LogLevel is one of trace, debug, info, warn, error.
 	LogLevel string
 	// LogFormat is text or json.
@@ -152,6 +155,7 @@ var settings = []setting{
 	{"peer-replica-sync", "PEER_REPLICA_SYNC"},
 	{"metrics-address", "METRICS_ADDRESS"},
 	{"health-address", "HEALTH_ADDRESS"},
+	{"pprof-address", "PPROF_ADDRESS"},
 	{"log-level", "LOG_LEVEL"},
 	{"log-format", "LOG_FORMAT"},
 	{"pod-workers", "VNODE_WORKER_NUM"},
@@ -190,6 +194,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.PeerReplicaSync, "peer-replica-sync", DefaultPeerReplicaSync, "set the replicas of Deployments labelled virtual-kubelet.koupleless.io/strategy=peer to the number of Ready virtual nodes their pod template fits")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", DefaultMetricsAddress, "address serving Prometheus /metrics")
 	fs.StringVar(&o.HealthAddress, "health-address", DefaultHealthAddress, "address serving /healthz and /readyz")
+	fs.StringVar(&o.PprofAddress, "pprof-address", "", "address serving Go pprof profiles under /debug/pprof/ (empty: off; unauthenticated, so bind it to loopback)")
 	fs.StringVar(&o.LogLevel, "log-level", DefaultLogLevel, "log level: trace, debug, info, warn or error")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
 	fs.StringVar(&o.LogFormat, "log-format", DefaultLogFormat, "log format: text or json")
