@@ -92,7 +92,7 @@ e2e: controlplane build
 ## bench: N simulated bases on the local control plane vs an ideal provider; writes bench/results/latest.{md,json} (BENCH_FLAGS="-n 300 -broker mosquitto")
 .PHONY: bench
 bench: controlplane build
-	@$(GO) build -buildvcs=false -o $(CACHE_DIR)/bench/bench ./bench
+	@$(GO) build -buildvcs=false -o $(CACHE_DIR)/bench/bench ./e2e/cmd/bench
 	@$(CACHE_DIR)/bench/bench $(BENCH_FLAGS)
 
 ## microbench: the Go micro-benchmarks (go test -bench)

@@ -45,7 +45,7 @@ func freePort() int {
 	if err != nil {
 		return 0
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port
 }
 
@@ -74,7 +74,7 @@ func fetch(b *bench, url, path string) {
 		b.step("profile %s: %v", url, err)
 		return
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(resp.Body)
 	if err == nil && resp.StatusCode == http.StatusOK {
 		err = os.WriteFile(path, data, 0o644)

@@ -610,7 +610,6 @@ func (b *bench) real(ctx context.Context) error {
 	defer pt.stop()
 	prof = b.startProfile(pprofAddr, "rollout", 60)
 	b.step("rollout: DaemonSet biz1 0.0.1 over %d bases", n)
-	start = time.Now()
 	if _, err := b.client.AppsV1().DaemonSets(ns).Create(ctx, daemonSet(ns, env, "0.0.1"), metav1.CreateOptions{}); err != nil {
 		return err
 	}
