@@ -31,7 +31,7 @@ var Groups = []Group{
 		"lease-renew-interval", "node-status-interval", "max-pods", "env-taint",
 	}},
 	{"Module pods", []string{"install-timeout", "query-interval", "uninstall-orphans", "pod-workers", "peer-replica-sync"}},
-	{"Serving and logging", []string{"metrics-address", "health-address", "log-level", "log-format", "version"}},
+	{"Serving and logging", []string{"metrics-address", "health-address", "pprof-address", "log-level", "log-format", "version"}},
 }
 
 // OtherTitle is the group of flags that no entry of Groups lists.
