@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -63,7 +64,8 @@ func FuzzHeartbeatFields(f *testing.F) {
 func checkHeartbeatNode(t *testing.T, v Validation, env string, s protocol.BaseStatus) {
 	t.Helper()
 	if err := v.Heartbeat(s); err != nil {
-		if _, ok := err.(*FieldError); !ok {
+		var fe *FieldError
+		if !errors.As(err, &fe) {
 			t.Fatalf("Heartbeat returned %T, want *FieldError: %v", err, err)
 		}
 		return
