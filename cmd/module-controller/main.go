@@ -163,8 +163,9 @@ func run(ctx context.Context, opts config.Options) error {
 			ClientCertFile: opts.MQTTClientCertPath,
 			ClientKeyFile:  opts.MQTTClientKeyPath,
 		},
-		MaxMessageAge: opts.MessageMaxAge,
-		Registerer:    registry,
+		MaxMessageAge:   opts.MessageMaxAge,
+		MaxMessageBytes: opts.MQTTMaxMessageBytes,
+		Registerer:      registry,
 	})
 	if err != nil {
 		return err

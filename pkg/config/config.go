@@ -70,6 +70,9 @@ type Options struct {
 	EmbeddedBrokerAddress string
 	// MessageMaxAge drops base messages published longer ago than this.
 	MessageMaxAge time.Duration
+	// MQTTMaxMessageBytes caps base payloads by topic suffix (e.g. "base/heart");
+	// suffixes not set keep the tunnel's defaults.
+	MQTTMaxMessageBytes map[string]int
 
 	// Kubeconfig is the kubeconfig path; empty means $KUBECONFIG, ~/.kube/config or in-cluster.
 	Kubeconfig string
@@ -178,6 +181,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.MQTTClientKeyPath, "mqtt-client-key-path", "", "PEM key of the client certificate")
 	fs.StringVar(&o.EmbeddedBrokerAddress, "embedded-broker-address", DefaultEmbeddedBroker, "listen address of the embedded broker (used when --mqtt-broker is empty)")
 	fs.DurationVar(&o.MessageMaxAge, "message-max-age", DefaultMessageMaxAge, "drop base messages published longer ago than this (base and controller clocks must agree)")
+	fs.StringToIntVar(&o.MQTTMaxMessageBytes, "mqtt-max-message-bytes", nil, "drop base payloads over this many bytes before decoding, by topic suffix, e.g. base/heart=16384,base/health=262144; unset: heart and queryBaseline 16 KiB, health, simpleBiz and biz 256 KiB, bizOperation 512 KiB, batchInstallBizResponse 1 MiB")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (or several, joined like $PATH); empty uses ~/.kube/config, then the in-cluster config")
 	fs.Float64Var(&o.KubeAPIQPS, "kube-api-qps", DefaultKubeAPIQPS, "queries per second to the Kubernetes API")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", DefaultKubeAPIBurst, "burst of queries to the Kubernetes API")
@@ -286,6 +290,11 @@ func (o *Options) Validate() error {
 	}
 	if o.NodeLeaseDuration%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("--node-lease-duration %s must be whole seconds", o.NodeLeaseDuration))
+	}
+	for suffix, n := range o.MQTTMaxMessageBytes {
+		if n < 1 {
+			errs = append(errs, fmt.Errorf("--mqtt-max-message-bytes %s=%d must be positive", suffix, n))
+		}
 	}
 	if o.MaxPods < 1 {
 		errs = append(errs, fmt.Errorf("--max-pods %d must be positive", o.MaxPods))

@@ -91,3 +91,15 @@ func TestPeerReplicaSync(t *testing.T) {
 	o := parse(t, nil, map[string]string{"PEER_REPLICA_SYNC": "sometimes"})
 	require.ErrorContains(t, o.Validate(), "$PEER_REPLICA_SYNC")
 }
+
+func TestMQTTMaxMessageBytes(t *testing.T) {
+	o := parse(t, nil, nil)
+	require.Empty(t, o.MQTTMaxMessageBytes, "unset: the tunnel's defaults apply")
+
+	o = parse(t, []string{"--mqtt-max-message-bytes=base/heart=4096,base/health=65536"}, nil)
+	require.NoError(t, o.Validate())
+	require.Equal(t, map[string]int{"base/heart": 4096, "base/health": 65536}, o.MQTTMaxMessageBytes)
+
+	o = parse(t, []string{"--mqtt-max-message-bytes=base/heart=0"}, nil)
+	require.ErrorContains(t, o.Validate(), "--mqtt-max-message-bytes base/heart=0")
+}

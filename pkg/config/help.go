@@ -23,7 +23,7 @@ var Groups = []Group{
 	{"MQTT broker and tunnel", []string{
 		"env", "mqtt-broker", "mqtt-port", "mqtt-username", "mqtt-password", "mqtt-ca-path",
 		"mqtt-client-crt-path", "mqtt-client-key-path", "mqtt-client-prefix", "client-id",
-		"embedded-broker-address", "message-max-age", "command-timeout",
+		"embedded-broker-address", "message-max-age", "mqtt-max-message-bytes", "command-timeout",
 	}},
 	{"Kubernetes API", []string{"kubeconfig", "kube-api-qps", "kube-api-burst"}},
 	{"Virtual nodes", []string{

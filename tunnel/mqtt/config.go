@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -30,6 +31,20 @@ const (
 	DefaultConnectTimeout = 10 * time.Second
 	// DefaultMaxReconnectInterval caps the back-off between reconnection attempts.
 	DefaultMaxReconnectInterval = 10 * time.Second
+	// DefaultMaxHeartbeatBytes caps a heartbeat or baseline query payload. The real ones
+	// are about 230 and 120 bytes, and every field that a node can use has a cap well
+	// under 256 bytes (provider.Validation), so 16 KiB is tens of times what a base sends.
+	DefaultMaxHeartbeatBytes = 16 << 10
+	// DefaultMaxStatusBytes caps a health reply or a biz list (simpleBiz, legacy biz):
+	// about 300 bytes per plugin and 200 bytes per biz plus state messages, so 256 KiB
+	// holds hundreds of plugins and bizs.
+	DefaultMaxStatusBytes = 256 << 10
+	// DefaultMaxOperationBytes caps an install or uninstall reply, whose bizInfos carry
+	// the biz's full classPath (about 110 bytes per jar) or a stack trace.
+	DefaultMaxOperationBytes = 512 << 10
+	// DefaultMaxBatchBytes caps a batch-install reply: one install reply per baseline
+	// biz, so the whole protocol.MaxPayloadSize.
+	DefaultMaxBatchBytes = protocol.MaxPayloadSize
 	// DefaultEventBuffer is the capacity of the Events channel: about ten seconds of
 	// heartbeats, health and inventory replies from a thousand bases.
 	DefaultEventBuffer = 4096
@@ -85,6 +100,10 @@ type Config struct {
 	MaxReconnectInterval time.Duration
 	// EventBuffer is the capacity of the Events channel; DefaultEventBuffer if zero.
 	EventBuffer int
+	// MaxMessageBytes caps the payload of each base topic, by suffix (protocol.Suffix…).
+	// A longer payload is dropped before it is decoded, counted as too_large. Suffixes
+	// not set take DefaultMaxMessageBytes; no cap may exceed protocol.MaxPayloadSize.
+	MaxMessageBytes map[string]int
 	// Registerer, if set, receives the tunnel's metrics, all prefixed module_controller_mqtt_:
 	// messages_received_total{suffix}, messages_dropped_total{reason},
 	// commands_published_total{command,result}, connected, connection_failures_total and
@@ -140,7 +159,25 @@ func (c Config) withDefaults() Config {
 	if c.EventBuffer == 0 {
 		c.EventBuffer = DefaultEventBuffer
 	}
+	caps := DefaultMaxMessageBytes()
+	for k, v := range c.MaxMessageBytes {
+		caps[k] = v
+	}
+	c.MaxMessageBytes = caps
 	return c
+}
+
+// DefaultMaxMessageBytes returns the default payload cap of every base topic, by suffix.
+func DefaultMaxMessageBytes() map[string]int {
+	return map[string]int{
+		protocol.SuffixHeartbeat:            DefaultMaxHeartbeatBytes,
+		protocol.SuffixQueryBaseline:        DefaultMaxHeartbeatBytes,
+		protocol.SuffixHealth:               DefaultMaxStatusBytes,
+		protocol.SuffixSimpleBiz:            DefaultMaxStatusBytes,
+		protocol.SuffixLegacyBiz:            DefaultMaxStatusBytes,
+		protocol.SuffixBizOperation:         DefaultMaxOperationBytes,
+		protocol.SuffixBatchInstallResponse: DefaultMaxBatchBytes,
+	}
 }
 
 // Validate reports every problem with c, after defaults, joined into one error. It checks
@@ -187,6 +224,14 @@ func (c Config) Validate() error {
 	}
 	if c.EventBuffer < 0 {
 		add("event buffer %d must not be negative", c.EventBuffer)
+	}
+	for _, suffix := range slices.Sorted(maps.Keys(c.MaxMessageBytes)) {
+		n := c.MaxMessageBytes[suffix]
+		if _, ok := handlers[suffix]; !ok {
+			add("max message bytes: %q is not a base topic suffix (want one of %v)", suffix, baseSuffixes())
+		} else if n < 1 || n > protocol.MaxPayloadSize {
+			add("max message bytes of %s: %d is not in 1-%d", suffix, n, protocol.MaxPayloadSize)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -47,6 +47,12 @@ func TestConfigValidate(t *testing.T) {
 		}, []string{"max message age", "keep-alive -1ns", "connect timeout", "max reconnect interval"}},
 		{"sub-second keep-alive", func(c *Config) { c.KeepAlive = time.Millisecond }, []string{"resolution"}},
 		{"negative buffer", func(c *Config) { c.EventBuffer = -1 }, []string{"event buffer"}},
+		{"message caps", func(c *Config) {
+			c.MaxMessageBytes = map[string]int{protocol.SuffixHeartbeat: 4096, protocol.SuffixHealth: protocol.MaxPayloadSize}
+		}, nil},
+		{"bad message caps", func(c *Config) {
+			c.MaxMessageBytes = map[string]int{"base/nope": 1, protocol.SuffixHeartbeat: 0, protocol.SuffixHealth: protocol.MaxPayloadSize + 1}
+		}, []string{`"base/nope" is not a base topic suffix`, "of base/heart: 0", "of base/health: 1048577"}},
 		{"everything wrong at once", func(c *Config) {
 			c.BrokerURL, c.Password, c.Env, c.EventBuffer = "", "p", "a b", -3
 		}, []string{"broker url is empty", "password", "invalid env", "event buffer"}},

@@ -144,6 +144,10 @@ func (t *Tunnel) route(parts protocol.TopicParts, payload []byte) error {
 	if parts.Env != t.cfg.Env {
 		return fmt.Errorf("%w: %q, serving %q", errWrongEnv, parts.Env, t.cfg.Env)
 	}
+	// Before decoding: a payload over its topic's cap costs no JSON parsing.
+	if limit := t.cfg.MaxMessageBytes[parts.Suffix]; len(payload) > limit {
+		return fmt.Errorf("%w: %d bytes on %s, limit %d", protocol.ErrTooLarge, len(payload), parts.Suffix, limit)
+	}
 	ev, err := h(t, parts.BaseID, payload)
 	if err != nil {
 		return err

@@ -2,6 +2,10 @@ package mqtt
 
 import (
 	"bytes"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -216,4 +220,41 @@ func TestDropIsLoggedWithFields(t *testing.T) {
 	require.Equal(t, testBaseID, e.Data["base"])
 	require.Equal(t, "base_id_mismatch", e.Data["reason"])
 	require.Error(t, e.Data[logrus.ErrorKey].(error))
+}
+
+// TestPerTopicSizeCaps drops a payload over its topic's cap before decoding, and keeps one
+// at the cap.
+func TestPerTopicSizeCaps(t *testing.T) {
+	cfg := testConfig("127.0.0.1:1")
+	hb := heartbeat(t, testBaseID, testNow)
+	cfg.MaxMessageBytes = map[string]int{protocol.SuffixHeartbeat: len(hb)}
+	tun, err := New(cfg)
+	require.NoError(t, err)
+	topic := protocol.Topic(tun.Env(), testBaseID, protocol.SuffixHeartbeat)
+
+	tun.onMessage(nil, fakeMessage{topic: topic, payload: hb})
+	require.Equal(t, testBaseID, (<-tun.Events()).Base())
+
+	before := dropped(tun, "too_large")
+	over := append(append([]byte{}, hb[:len(hb)-1]...), []byte(` }`)...) // still valid JSON
+	tun.onMessage(nil, fakeMessage{topic: topic, payload: over})
+	require.Equal(t, before+1, dropped(tun, "too_large"))
+	require.Empty(t, tun.events)
+
+	// The other topics keep their defaults.
+	require.Equal(t, DefaultMaxStatusBytes, tun.cfg.MaxMessageBytes[protocol.SuffixSimpleBiz])
+}
+
+// TestDefaultSizeCapsFitTheVectors keeps at least tenfold headroom over every real payload.
+func TestDefaultSizeCapsFitTheVectors(t *testing.T) {
+	caps := DefaultMaxMessageBytes()
+	for file, suffix := range vectorTopics {
+		raw, err := os.ReadFile(filepath.Join(vectorDir, file))
+		require.NoError(t, err)
+		require.LessOrEqual(t, 10*len(raw), caps[suffix], "%s on %s", file, suffix)
+	}
+	require.ElementsMatch(t, baseSuffixes(), slices.Collect(maps.Keys(caps)))
+	for _, n := range caps {
+		require.LessOrEqual(t, n, protocol.MaxPayloadSize)
+	}
 }

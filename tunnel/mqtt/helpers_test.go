@@ -246,3 +246,22 @@ func (m fakeMessage) Topic() string     { return m.topic }
 func (m fakeMessage) MessageID() uint16 { return 1 }
 func (m fakeMessage) Payload() []byte   { return m.payload }
 func (m fakeMessage) Ack()              {}
+
+// vectorTopics maps each base→controller vector to the suffix it is published on.
+var vectorTopics = map[string]string{
+	"heartbeat.json":                           protocol.SuffixHeartbeat,
+	"query-baseline.json":                      protocol.SuffixQueryBaseline,
+	"health-response.json":                     protocol.SuffixHealth,
+	"simple-biz.json":                          protocol.SuffixSimpleBiz,
+	"simple-biz-two-versions.json":             protocol.SuffixSimpleBiz,
+	"all-biz-legacy.json":                      protocol.SuffixLegacyBiz,
+	"biz-operation-install-ok.json":            protocol.SuffixBizOperation,
+	"biz-operation-install-other-version.json": protocol.SuffixBizOperation,
+	"biz-operation-install-repeat.json":        protocol.SuffixBizOperation,
+	"biz-operation-install-failed.json":        protocol.SuffixBizOperation,
+	"biz-operation-install-conflict.json":      protocol.SuffixBizOperation,
+	"biz-operation-uninstall-ok.json":          protocol.SuffixBizOperation,
+	"biz-operation-uninstall-not-found.json":   protocol.SuffixBizOperation,
+	"batch-install-response.json":              protocol.SuffixBatchInstallResponse,
+	"batch-install-response-repeat.json":       protocol.SuffixBatchInstallResponse,
+}
