@@ -26,6 +26,8 @@ IMAGE_BUILDER ?=
 
 E2E_TIMEOUT   ?= 40m
 E2E_FLAGS     ?=
+FUZZTIME      ?= 20s
+FUZZ_FLAGS    ?=
 GO_FILES       = $(shell find . -name '*.go' -not -path './.cache/*' -not -path './bin/*' -not -path './_output/*')
 
 ##@ General
@@ -83,6 +85,16 @@ test:
 .PHONY: unit
 unit:
 	$(GO) test -race ./...
+
+## fuzz: run every Go fuzz target for FUZZTIME each (default 20s); a failing input lands in its package's testdata/fuzz to commit
+.PHONY: fuzz
+fuzz:
+	@for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./.cache/' | xargs -n1 dirname | sort -u); do \
+		for target in $$(grep -h -o '^func Fuzz[A-Za-z0-9_]*' "$$dir"/*_test.go | cut -d' ' -f2 | sort); do \
+			echo "fuzz $$dir $$target for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $(FUZZ_FLAGS) "$$dir"; \
+		done; \
+	done
 
 ## e2e: e2e tests against a real control plane and brokers (builds what is missing)
 .PHONY: e2e
