@@ -23,29 +23,33 @@ func vectorHeartbeat() protocol.BaseStatus {
 	}
 }
 
+// acceptedChanges turn the vector heartbeat into other heartbeats Validation
+// accepts (env "default"); nodes_test.go writes their nodes for the e2e dry run.
+var acceptedChanges = map[string]func(*protocol.BaseStatus){
+	"vector":         func(*protocol.BaseStatus) {},
+	"stock metadata": func(s *protocol.BaseStatus) { s.BaseMetadata.Name = "TO_BE_IMPLEMENTED" },
+	"empty labels": func(s *protocol.BaseStatus) {
+		s.BaseMetadata.Name, s.BaseMetadata.Version, s.BaseMetadata.ClusterName = "", "", ""
+	},
+	"no ip":           func(s *protocol.BaseStatus) { s.LocalIP = "" },
+	"no hostname":     func(s *protocol.BaseStatus) { s.LocalHostName = "" },
+	"upper-case host": func(s *protocol.BaseStatus) { s.LocalHostName = "MacBook-Pro.local" },
+	"long host": func(s *protocol.BaseStatus) {
+		s.LocalHostName = strings.Repeat("a", 63) + "." + strings.Repeat("b", 63)
+	},
+	"ipv6":               func(s *protocol.BaseStatus) { s.LocalIP = "2001:db8::17" },
+	"public ipv4":        func(s *protocol.BaseStatus) { s.LocalIP = "203.0.113.9" },
+	"port 1":             func(s *protocol.BaseStatus) { s.Port = 1 },
+	"port 65535":         func(s *protocol.BaseStatus) { s.Port = 65535 },
+	"63-char label":      func(s *protocol.BaseStatus) { s.BaseMetadata.Version = strings.Repeat("v", 63) },
+	"name identity":      func(s *protocol.BaseStatus) { s.BaseMetadata.Identity = "base-1.eu-west" },
+	"state other case":   func(s *protocol.BaseStatus) { s.State = "ACTIVATED" },
+	"longest identity":   func(s *protocol.BaseStatus) { s.BaseMetadata.Identity = strings.Repeat("a", 63-len("vnode..default")) },
+	"identity with dots": func(s *protocol.BaseStatus) { s.BaseMetadata.Identity = "a.b.c" },
+}
+
 func TestValidationHeartbeatAccepts(t *testing.T) {
-	for name, change := range map[string]func(*protocol.BaseStatus){
-		"vector":         func(*protocol.BaseStatus) {},
-		"stock metadata": func(s *protocol.BaseStatus) { s.BaseMetadata.Name = "TO_BE_IMPLEMENTED" },
-		"empty labels": func(s *protocol.BaseStatus) {
-			s.BaseMetadata.Name, s.BaseMetadata.Version, s.BaseMetadata.ClusterName = "", "", ""
-		},
-		"no ip":           func(s *protocol.BaseStatus) { s.LocalIP = "" },
-		"no hostname":     func(s *protocol.BaseStatus) { s.LocalHostName = "" },
-		"upper-case host": func(s *protocol.BaseStatus) { s.LocalHostName = "MacBook-Pro.local" },
-		"long host": func(s *protocol.BaseStatus) {
-			s.LocalHostName = strings.Repeat("a", 63) + "." + strings.Repeat("b", 63)
-		},
-		"ipv6":               func(s *protocol.BaseStatus) { s.LocalIP = "2001:db8::17" },
-		"public ipv4":        func(s *protocol.BaseStatus) { s.LocalIP = "203.0.113.9" },
-		"port 1":             func(s *protocol.BaseStatus) { s.Port = 1 },
-		"port 65535":         func(s *protocol.BaseStatus) { s.Port = 65535 },
-		"63-char label":      func(s *protocol.BaseStatus) { s.BaseMetadata.Version = strings.Repeat("v", 63) },
-		"name identity":      func(s *protocol.BaseStatus) { s.BaseMetadata.Identity = "base-1.eu-west" },
-		"state other case":   func(s *protocol.BaseStatus) { s.State = "ACTIVATED" },
-		"longest identity":   func(s *protocol.BaseStatus) { s.BaseMetadata.Identity = strings.Repeat("a", 63-len("vnode..default")) },
-		"identity with dots": func(s *protocol.BaseStatus) { s.BaseMetadata.Identity = "a.b.c" },
-	} {
+	for name, change := range acceptedChanges {
 		t.Run(name, func(t *testing.T) {
 			s := vectorHeartbeat()
 			change(&s)
