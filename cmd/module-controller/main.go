@@ -187,6 +187,10 @@ func run(ctx context.Context, opts config.Options) error {
 		PodWorkers:         opts.PodWorkers,
 		NodeStatusInterval: opts.NodeStatusInterval,
 		CommandTimeout:     opts.CommandTimeout,
+		MaxBases:           opts.MaxBases,
+		BaseMessageRate:    opts.BaseMessageRate,
+		BaseMessageBurst:   opts.BaseMessageBurst,
+		MaxClockSkew:       opts.MaxClockSkew,
 		Registerer:         registry,
 	})
 	if err != nil {

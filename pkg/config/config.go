@@ -45,6 +45,10 @@ const (
 	DefaultNodeStatusInterval = 5 * time.Minute
 	DefaultCommandTimeout     = 10 * time.Second
 	DefaultPeerReplicaSync    = true
+	DefaultMaxBases           = 10000
+	DefaultBaseMessageRate    = 20
+	DefaultBaseMessageBurst   = 200
+	DefaultMaxClockSkew       = 10 * time.Second
 )
 
 // Options are every setting of module-controller.
@@ -115,6 +119,16 @@ type Options struct {
 	// Version prints the version and exits.
 	Version bool
 
+	// MaxBases caps the bases this replica serves.
+	MaxBases int
+	// BaseMessageRate and BaseMessageBurst bound the messages accepted per
+	// base (token bucket).
+	BaseMessageRate  float64
+	BaseMessageBurst int
+	// MaxClockSkew is how far ahead of the controller's clock a base's
+	// timestamps may be.
+	MaxClockSkew time.Duration
+
 	// envErrors are environment values that could not be parsed.
 	envErrors []error
 }
@@ -161,6 +175,10 @@ var settings = []setting{
 	{"pod-workers", "VNODE_WORKER_NUM"},
 	{"node-status-interval", "NODE_STATUS_INTERVAL"},
 	{"command-timeout", "COMMAND_TIMEOUT"},
+	{"max-bases", "MAX_BASES"},
+	{"base-message-rate", "BASE_MESSAGE_RATE"},
+	{"base-message-burst", "BASE_MESSAGE_BURST"},
+	{"max-clock-skew", "MAX_CLOCK_SKEW"},
 }
 
 // AddFlags registers every setting on fs with its default. Each help text
@@ -198,6 +216,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LogLevel, "log-level", DefaultLogLevel, "log level: trace, debug, info, warn or error")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
 	fs.StringVar(&o.LogFormat, "log-format", DefaultLogFormat, "log format: text or json")
+	fs.IntVar(&o.MaxBases, "max-bases", DefaultMaxBases, "most bases this replica serves; heartbeats of further new bases are rejected and counted")
+	fs.Float64Var(&o.BaseMessageRate, "base-message-rate", DefaultBaseMessageRate, "messages per second accepted from one base; the excess is dropped and counted")
+	fs.IntVar(&o.BaseMessageBurst, "base-message-burst", DefaultBaseMessageBurst, "burst of messages accepted from one base above --base-message-rate")
+	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", DefaultMaxClockSkew, "how far ahead of this clock a base's timestamps may be: later biz lists are clamped, later results dropped")
 	fs.IntVar(&o.PodWorkers, "pod-workers", DefaultPodWorkers, "pod sync workers per virtual node")
 	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", DefaultNodeStatusInterval, "rewrite an unchanged node status this often (changes are written at once)")
 	fs.DurationVar(&o.CommandTimeout, "command-timeout", DefaultCommandTimeout, "give up publishing one command to a base after this long")
@@ -247,6 +269,15 @@ func (o *Options) Validate() error {
 		}
 	} else if _, _, err := net.SplitHostPort(o.EmbeddedBrokerAddress); err != nil {
 		errs = append(errs, fmt.Errorf("--embedded-broker-address %q: %w", o.EmbeddedBrokerAddress, err))
+	}
+	if o.MaxBases < 1 {
+		errs = append(errs, fmt.Errorf("--max-bases %d must be positive", o.MaxBases))
+	}
+	if o.BaseMessageRate <= 0 || o.BaseMessageBurst < 1 {
+		errs = append(errs, fmt.Errorf("--base-message-rate %g and --base-message-burst %d must be positive", o.BaseMessageRate, o.BaseMessageBurst))
+	}
+	if o.MaxClockSkew < 0 {
+		errs = append(errs, fmt.Errorf("--max-clock-skew %s must not be negative", o.MaxClockSkew))
 	}
 	if (o.MQTTClientCertPath == "") != (o.MQTTClientKeyPath == "") {
 		errs = append(errs, errors.New("--mqtt-client-crt-path and --mqtt-client-key-path go together"))
