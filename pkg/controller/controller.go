@@ -335,6 +335,7 @@ func (c *Controller) markAlive(ctx context.Context, v *vnode) {
 // disrupted nobody is judged.
 func (c *Controller) checkLiveness(ctx context.Context) {
 	now := c.cfg.Clock.Now()
+	c.pruneRemoved()
 	c.checkDisruption(ctx, now)
 	for _, v := range c.bases {
 		silent := now.Sub(v.lastSeen)
@@ -364,6 +365,18 @@ func (c *Controller) checkLiveness(ctx context.Context) {
 			c.send(ctx, v.baseID, "health", func(ctx context.Context) error {
 				return c.cfg.Tunnel.QueryHealth(ctx, v.baseID)
 			})
+		}
+	}
+}
+
+// pruneRemoved forgets the bases whose old node is gone, so no state of an
+// identity outlives it.
+func (c *Controller) pruneRemoved() {
+	for id, gone := range c.removing {
+		select {
+		case <-gone:
+			delete(c.removing, id)
+		default:
 		}
 	}
 }

@@ -33,6 +33,13 @@ type fixture struct {
 	ctrl    *Controller
 	reg     *prometheus.Registry
 	stopped chan struct{}
+	cancel  context.CancelFunc
+}
+
+// stop stops the controller and waits until Run returned.
+func (f *fixture) stop() {
+	f.cancel()
+	<-f.stopped
 }
 
 func newFixture(t *testing.T, mod func(*Config), objects ...corev1.Node) *fixture {
@@ -60,6 +67,7 @@ func newFixture(t *testing.T, mod func(*Config), objects ...corev1.Node) *fixtur
 	require.NoError(t, err)
 	f.ctrl = ctrl
 	ctx, cancel := context.WithCancel(t.Context())
+	f.cancel = cancel
 	go func() {
 		defer close(f.stopped)
 		require.NoError(t, ctrl.Run(ctx))

@@ -3,6 +3,7 @@ package controller
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
@@ -33,7 +34,7 @@ type fault struct {
 // Config hook of newFixture, before anything uses the client.
 func injectFault(c *Config, verb, resource string) *fault {
 	ft := &fault{}
-	c.Client.(*fake.Clientset).PrependReactor(verb, resource, func(clienttesting.Action) (bool, runtime.Object, error) {
+	c.Client.(*fake.Clientset).PrependReactor(verb, resource, func(clienttesting.Action) (bool, k8sruntime.Object, error) {
 		ft.calls.Add(1)
 		if ft.armed.Add(-1) >= 0 {
 			return true, nil, apierrors.NewInternalError(errors.New("injected"))
@@ -241,4 +242,49 @@ func TestBaselineOfAnUnservedBaseIsEmptyAndListsNothing(t *testing.T) {
 	for _, a := range f.client.Actions() {
 		require.NotEqual(t, schema.GroupVersionResource{Version: "v1", Resource: "pods"}, a.GetResource(), "no pod LIST per baseline query: %v", a)
 	}
+}
+
+func TestFloodOfIdentitiesLeavesNoState(t *testing.T) {
+	// 100,000 made-up identities, each sending what a base sends: at most
+	// MaxBases get served, and once they are gone nothing of any identity
+	// is left behind.
+	f := newFixture(t, func(c *Config) { c.MaxBases = 5 })
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range 100_000 {
+		id := fmt.Sprintf("flood-%d", i)
+		h := tunnel.Header{BaseID: id, PublishedAt: f.clock.Now()}
+		switch i % 3 {
+		case 0:
+			f.heartbeat(id, "activated")
+		case 1:
+			f.tunnel.Inject(tunnel.BaselineQuery{Header: h})
+		case 2:
+			f.tunnel.Inject(tunnel.BizStatus{Header: h})
+		}
+	}
+	require.Eventually(t, func() bool { return len(f.tunnel.Events()) == 0 }, waitFor, 10*time.Millisecond)
+	served := testutil.ToFloat64(f.ctrl.metrics.bases)
+	require.LessOrEqual(t, served, 5.0)
+	require.Positive(t, testutil.ToFloat64(f.ctrl.metrics.dropped.WithLabelValues("rate_limited"))+
+		testutil.ToFloat64(f.ctrl.metrics.rejected.WithLabelValues("max_bases")))
+
+	// The served ones (the first heartbeats) leave; afterwards no map holds
+	// an identity.
+	for i := 0; i < 300; i += 3 {
+		f.heartbeat(fmt.Sprintf("flood-%d", i), "deactivated")
+	}
+	f.stepUntil(time.Second, func() bool { return testutil.ToFloat64(f.ctrl.metrics.bases) == 0 })
+	for range 3 {
+		f.advance(DefaultCheckInterval) // prunes the finished removals
+	}
+	f.stop()
+	require.Empty(t, f.ctrl.bases)
+	require.Empty(t, f.ctrl.removing)
+	require.Empty(t, f.ctrl.inflight)
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	require.Less(t, int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(32<<20), "heap grew by %d bytes", int64(after.HeapAlloc)-int64(before.HeapAlloc))
 }
