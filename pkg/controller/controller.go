@@ -42,6 +42,8 @@ type Controller struct {
 	// removing holds, per base, a channel closed once its old node is deleted;
 	// touched only by the Run goroutine.
 	removing map[string]chan struct{}
+	// finished receives the bases of removing whose wait is over.
+	finished chan finishedBase
 	// crashed receives a base whose goroutines panicked, to tear down.
 	crashed chan *vnode
 	// newBases rate-limits messages from identities not served yet, which
@@ -82,6 +84,7 @@ func New(cfg Config) (*Controller, error) {
 		bases:    map[string]*vnode{},
 		removing: map[string]chan struct{}{},
 		crashed:  make(chan *vnode, 16),
+		finished: make(chan finishedBase),
 		newBases: rate.NewLimiter(newBaseRate, newBaseBurst),
 		inflight: map[string]struct{}{},
 
@@ -121,6 +124,11 @@ func (c *Controller) Run(ctx context.Context) error {
 			return nil
 		case ev := <-c.cfg.Tunnel.Events():
 			c.handleSafely(ctx, ev)
+		case f := <-c.finished:
+			if c.removing[f.baseID] == f.gone {
+				delete(c.removing, f.baseID)
+				c.metrics.removing.Set(float64(len(c.removing)))
+			}
 		case v := <-c.crashed:
 			if c.bases[v.baseID] == v {
 				c.tearDown(ctx, v, "its goroutines panicked")
@@ -335,7 +343,6 @@ func (c *Controller) markAlive(ctx context.Context, v *vnode) {
 // disrupted nobody is judged.
 func (c *Controller) checkLiveness(ctx context.Context) {
 	now := c.cfg.Clock.Now()
-	c.pruneRemoved()
 	c.checkDisruption(ctx, now)
 	for _, v := range c.bases {
 		silent := now.Sub(v.lastSeen)
@@ -369,16 +376,24 @@ func (c *Controller) checkLiveness(ctx context.Context) {
 	}
 }
 
-// pruneRemoved forgets the bases whose old node is gone, so no state of an
-// identity outlives it.
-func (c *Controller) pruneRemoved() {
-	for id, gone := range c.removing {
-		select {
-		case <-gone:
-			delete(c.removing, id)
-		default:
-		}
+// forgetWhenDone hands gone to Run once it is closed, so that the base's
+// entry in removing does not outlive the identity.
+func (c *Controller) forgetWhenDone(ctx context.Context, baseID string, gone chan struct{}) {
+	select {
+	case <-gone:
+	case <-ctx.Done():
+		return
 	}
+	select {
+	case c.finished <- finishedBase{baseID, gone}:
+	case <-ctx.Done():
+	}
+}
+
+// finishedBase is a base whose old node or goroutines are gone.
+type finishedBase struct {
+	baseID string
+	gone   chan struct{}
 }
 
 // Disruption thresholds: with at least disruptionMinBases served, more than

@@ -23,6 +23,7 @@ type metrics struct {
 	disruptions     prometheus.Counter
 	panics          prometheus.Counter
 	registrations   prometheus.Counter
+	removing        prometheus.Gauge
 }
 
 // newMetrics creates the collectors and registers them on reg, if not nil.
@@ -80,6 +81,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "module_controller", Name: "base_panics_total",
 			Help: "Panics recovered in a base's goroutines; each tore down only that base's node controller.",
 		}),
+		removing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "module_controller", Name: "bases_removing",
+			Help: "Bases whose old node, lease and pods are still being deleted (or whose goroutines are stopping); stuck above 0 means removals keep failing.",
+		}),
 		registrations: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "module_controller", Name: "node_registration_failures_total",
 			Help: "Failed attempts to register or run a virtual node; each is retried with backoff.",
@@ -90,7 +95,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{m.bases, m.heartbeats, m.transitions, m.duplicates, m.orphans, m.baselines,
-		m.unsolicited, m.droppedCommands, m.rejected, m.dropped, m.disrupted, m.disruptions, m.panics, m.registrations} {
+		m.unsolicited, m.droppedCommands, m.rejected, m.dropped, m.disrupted, m.disruptions, m.panics, m.registrations, m.removing} {
 		errs = append(errs, reg.Register(c))
 	}
 	return m, errors.Join(errs...)

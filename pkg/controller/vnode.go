@@ -125,6 +125,7 @@ func (c *Controller) startBase(ctx context.Context, baseID string, info provider
 	}
 	previous := c.removing[baseID]
 	delete(c.removing, baseID)
+	c.metrics.removing.Set(float64(len(c.removing)))
 	c.bases[baseID] = v
 	c.metrics.bases.Set(float64(len(c.bases)))
 	c.wg.Add(1)
@@ -336,6 +337,8 @@ func ptr[T any](v T) *T { return &v }
 func (c *Controller) tearDown(ctx context.Context, v *vnode, why string) {
 	delete(c.bases, v.baseID)
 	c.removing[v.baseID] = v.done
+	c.wg.Go(func() { c.forgetWhenDone(ctx, v.baseID, v.done) })
+	c.metrics.removing.Set(float64(len(c.removing)))
 	c.metrics.bases.Set(float64(len(c.bases)))
 	log.G(ctx).WithField("base", v.baseID).WithField("node", v.nodeName).WithField("why", why).Error("stopped serving the base; its next heartbeat serves it again")
 	v.stop()
@@ -353,6 +356,8 @@ const (
 func (c *Controller) removeBase(ctx context.Context, v *vnode, reason, message string) {
 	delete(c.bases, v.baseID)
 	c.removing[v.baseID] = v.removed
+	c.wg.Go(func() { c.forgetWhenDone(ctx, v.baseID, v.removed) })
+	c.metrics.removing.Set(float64(len(c.removing)))
 	c.metrics.bases.Set(float64(len(c.bases)))
 	c.metrics.transitions.WithLabelValues("removed").Inc()
 	c.recorder.Event(v.nodeRef(), corev1.EventTypeNormal, reason, message+"; removing the virtual node")
