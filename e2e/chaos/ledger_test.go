@@ -242,7 +242,7 @@ type window struct {
 	restarts  int                        // unexpected controller exits before
 	restarted map[string]bool            // bases the fault restarted (they lost their bizs)
 	versions  map[string]string
-	dropped   float64
+	dropped   map[string]float64 // the controller's drop counters at the start
 }
 
 // begin opens a window: the bases' command logs start from zero.
@@ -296,6 +296,7 @@ func (w *world) finish(win *window, injected string, healed time.Time) row {
 		}
 	}
 	keys := w.allKeys()
+	var dupAt, uninstAt []string
 	for _, b := range w.live() {
 		id := b.Identity()
 		final := s.podKeys[w.nodeName(id)]
@@ -308,15 +309,28 @@ func (w *world) finish(win *window, injected string, healed time.Time) row {
 			if final[key] && (!before[key] || win.restarted[id]) {
 				needed = 1
 			}
-			r.duplicates += max(0, n-needed)
+			if extra := n - needed; extra > 0 {
+				r.duplicates += extra
+				dupAt = append(dupAt, fmt.Sprintf("%s %s x%d", id, key, extra))
+			}
 			name, _, _ := strings.Cut(key, ":")
 			shouldStay := before[key] && key == protocol.BizKey(name, w.versions[name])
-			if shouldStay {
-				r.wrongUninstalls += b.ReceivedCount(protocol.CommandUninstallBiz, key)
+			if u := b.ReceivedCount(protocol.CommandUninstallBiz, key); shouldStay && u > 0 {
+				r.wrongUninstalls += u
+				uninstAt = append(uninstAt, fmt.Sprintf("%s %s x%d", id, key, u))
 			}
 		}
 		// An install of a biz no workload runs can only be a mistake.
-		r.duplicates += b.ReceivedCount(protocol.CommandInstallBiz, "") - installs
+		if other := b.ReceivedCount(protocol.CommandInstallBiz, "") - installs; other > 0 {
+			r.duplicates += other
+			dupAt = append(dupAt, fmt.Sprintf("%s %d installs of other bizs", id, other))
+		}
+	}
+	if len(dupAt) > 0 {
+		r.notes = append(r.notes, fmt.Sprintf("duplicate installs (%d bases): %s", len(dupAt), strings.Join(dupAt[:min(len(dupAt), 4)], ", ")))
+	}
+	if len(uninstAt) > 0 {
+		r.notes = append(r.notes, fmt.Sprintf("uninstalls of modules that should stay (%d): %s", len(uninstAt), strings.Join(uninstAt[:min(len(uninstAt), 4)], ", ")))
 	}
 	stay := map[string]bool{}
 	for _, b := range w.live() {
@@ -349,8 +363,17 @@ func (w *world) finish(win *window, injected string, healed time.Time) row {
 	if r.orphans > 0 {
 		r.notes = append(r.notes, fmt.Sprintf("orphaned bizs (ACTIVATED, no pod): %s", strings.Join(s.orphans[:min(len(s.orphans), 6)], ", ")))
 	}
-	if d := droppedMessages(w.ctrl.metrics()) - win.dropped; d > 0 {
-		r.notes = append(r.notes, fmt.Sprintf("controller dropped %.0f MQTT messages (module_controller_mqtt_messages_dropped_total)", d))
+	var drops []string
+	total := 0.0
+	for reason, v := range droppedMessages(w.ctrl.metrics()) {
+		if d := v - win.dropped[reason]; d > 0 {
+			total += d
+			drops = append(drops, fmt.Sprintf("%s %.0f", reason, d))
+		}
+	}
+	if total > 0 {
+		sort.Strings(drops)
+		r.notes = append(r.notes, fmt.Sprintf("controller dropped %.0f MQTT messages (module_controller_mqtt_messages_dropped_total: %s)", total, strings.Join(drops, ", ")))
 	}
 	w.t.Logf("%s: %s; converged=%v in %s, lost %d, duplicate installs %d, wrong uninstalls %d, wrong node deletions %d, unexpected restarts %d, orphans %d",
 		r.fault, injected, r.converged, r.convergence.Round(time.Second), r.lost, r.duplicates, r.wrongUninstalls, r.wrongNodeDeletes, r.restarts, r.orphans)
@@ -361,21 +384,30 @@ func (w *world) finish(win *window, injected string, healed time.Time) row {
 	return r
 }
 
-// droppedMessages sums module_controller_mqtt_messages_dropped_total over its
-// reasons in a Prometheus text exposition.
-func droppedMessages(metrics string) float64 {
-	var sum float64
+// droppedMessages returns module_controller_mqtt_messages_dropped_total by
+// reason from a Prometheus text exposition.
+func droppedMessages(metrics string) map[string]float64 {
+	out := map[string]float64{}
+	const name = "module_controller_mqtt_messages_dropped_total{"
 	for line := range strings.Lines(metrics) {
-		if !strings.HasPrefix(line, "module_controller_mqtt_messages_dropped_total") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok {
 			continue
 		}
-		fields := strings.Fields(line)
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			continue
+		}
+		reason := labels
+		if _, r, ok := strings.Cut(labels, `reason="`); ok {
+			reason, _, _ = strings.Cut(r, `"`)
+		}
 		var v float64
-		if _, err := fmt.Sscan(fields[len(fields)-1], &v); err == nil {
-			sum += v
+		if _, err := fmt.Sscan(strings.TrimSpace(value), &v); err == nil {
+			out[reason] += v
 		}
 	}
-	return sum
+	return out
 }
 
 // bad reports whether any count of the row is not zero.
