@@ -86,8 +86,8 @@ func TestChaosShort(t *testing.T) {
 	t.Logf("results:\n%s", table(w.rows))
 	for _, r := range w.rows {
 		if r.bad() {
-			t.Errorf("%s on the %s broker: converged=%v, lost %d, duplicate installs %d, wrong uninstalls %d, wrong node deletions %d, unexpected restarts %d; %s",
-				r.fault, r.broker, r.converged, r.lost, r.duplicates, r.wrongUninstalls, r.wrongNodeDeletes, r.restarts, strings.Join(r.notes, "; "))
+			t.Errorf("%s on the %s broker: converged=%v, lost %d, duplicate installs %d, wrong uninstalls %d, wrong pod deletions %d, wrong node deletions %d, unexpected restarts %d; %s",
+				r.fault, r.broker, r.converged, r.lost, r.duplicates, r.wrongUninstalls, r.wrongPodDeletes, r.wrongNodeDeletes, r.restarts, strings.Join(r.notes, "; "))
 		}
 	}
 }

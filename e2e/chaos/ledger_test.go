@@ -216,22 +216,28 @@ func podWhy(p *corev1.Pod) string {
 }
 
 // waitConverged polls until the snapshot has no problem or timeout passes,
-// and returns the last snapshot.
-func (w *world) waitConverged(timeout time.Duration) snapshot {
+// and returns the last snapshot, with the problems of the poll before it
+// when it converged (what held convergence up last).
+func (w *world) waitConverged(timeout time.Duration) (snapshot, []string) {
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	var last []string
 	for {
 		s := w.observe()
 		if len(s.problems) == 0 || time.Now().After(deadline) || w.t.Context().Err() != nil {
-			return s
+			return s, last
 		}
+		last = s.problems
 		select {
 		case <-tick.C:
 		case <-w.t.Context().Done():
 		}
 	}
 }
+
+// slowConvergence is when a row notes what held convergence up.
+const slowConvergence = 30 * time.Second
 
 // window counts what happens between the start of a fault and convergence.
 type window struct {
@@ -243,6 +249,7 @@ type window struct {
 	restarted map[string]bool            // bases the fault restarted (they lost their bizs)
 	versions  map[string]string
 	dropped   map[string]float64 // the controller's drop counters at the start
+	orphans   map[string]bool    // orphaned bizs at the start (an earlier fault's)
 }
 
 // begin opens a window: the bases' command logs start from zero.
@@ -264,6 +271,10 @@ func (w *world) begin(fault string) *window {
 		win.versions[k] = v
 	}
 	win.dropped = droppedMessages(w.ctrl.metrics())
+	win.orphans = map[string]bool{}
+	for _, o := range w.observe().orphans {
+		win.orphans[o] = true
+	}
 	w.t.Logf("%s: fault begins", fault)
 	return win
 }
@@ -276,17 +287,21 @@ type row struct {
 	lost                    int
 	duplicates              int // installs beyond the one each missing module needs
 	wrongUninstalls         int // uninstall commands for modules that should stay
+	wrongPodDeletes         int // module pods of a live base deleted though their workload still wants them there
 	wrongNodeDeletes        int // nodes deleted that should stay
 	restarts                int // controller exits the suite did not inject
-	orphans                 int
+	orphans                 int // orphaned bizs at the end that were not at the start
 	notes                   []string
 }
 
 // finish waits for convergence after the fault ended (healed) and counts.
 func (w *world) finish(win *window, injected string, healed time.Time) row {
-	s := w.waitConverged(w.set.converge)
+	s, last := w.waitConverged(w.set.converge)
 	r := row{fault: win.fault, broker: string(w.kind), injected: injected, converged: len(s.problems) == 0}
 	r.convergence = time.Since(healed)
+	if r.converged && r.convergence > slowConvergence && len(last) > 0 {
+		r.notes = append(r.notes, fmt.Sprintf("last unmet a second before convergence: %s", strings.Join(last[:min(len(last), 4)], "; ")))
+	}
 	if !r.converged {
 		r.lost = s.lost
 		shown := s.problems[:min(len(s.problems), 8)]
@@ -327,10 +342,10 @@ func (w *world) finish(win *window, injected string, healed time.Time) row {
 		}
 	}
 	if len(dupAt) > 0 {
-		r.notes = append(r.notes, fmt.Sprintf("duplicate installs (%d bases): %s", len(dupAt), strings.Join(dupAt[:min(len(dupAt), 4)], ", ")))
+		r.notes = append(r.notes, fmt.Sprintf("duplicate installs (%d base/biz pairs): %s", len(dupAt), strings.Join(dupAt[:min(len(dupAt), 4)], ", ")))
 	}
 	if len(uninstAt) > 0 {
-		r.notes = append(r.notes, fmt.Sprintf("uninstalls of modules that should stay (%d): %s", len(uninstAt), strings.Join(uninstAt[:min(len(uninstAt), 4)], ", ")))
+		r.notes = append(r.notes, fmt.Sprintf("uninstalls of modules that should stay (%d base/biz pairs): %s", len(uninstAt), strings.Join(uninstAt[:min(len(uninstAt), 4)], ", ")))
 	}
 	stay := map[string]bool{}
 	for _, b := range w.live() {
@@ -354,14 +369,31 @@ func (w *world) finish(win *window, injected string, healed time.Time) row {
 		}
 	}
 	r.wrongNodeDeletes = len(deleted)
+	var podsAt []string
+	for _, d := range w.pods.since(win.began) {
+		name, _, _ := strings.Cut(d.key, ":")
+		if stay[d.node] && d.key == protocol.BizKey(name, w.versions[name]) {
+			r.wrongPodDeletes++
+			podsAt = append(podsAt, d.node+"/"+d.key)
+		}
+	}
+	if len(podsAt) > 0 {
+		r.notes = append(r.notes, fmt.Sprintf("module pods deleted that should stay (%d): %s", len(podsAt), strings.Join(podsAt[:min(len(podsAt), 4)], ", ")))
+	}
 	n, exits := w.ctrl.unexpectedExits()
 	r.restarts = n - win.restarts
 	for _, e := range exits[win.restarts:] {
 		r.notes = append(r.notes, "controller exit: "+e)
 	}
-	r.orphans = len(s.orphans)
+	var orphans []string
+	for _, o := range s.orphans {
+		if !win.orphans[o] {
+			orphans = append(orphans, o)
+		}
+	}
+	r.orphans = len(orphans)
 	if r.orphans > 0 {
-		r.notes = append(r.notes, fmt.Sprintf("orphaned bizs (ACTIVATED, no pod): %s", strings.Join(s.orphans[:min(len(s.orphans), 6)], ", ")))
+		r.notes = append(r.notes, fmt.Sprintf("new orphaned bizs (ACTIVATED, no pod): %s", strings.Join(orphans[:min(len(orphans), 6)], ", ")))
 	}
 	var drops []string
 	total := 0.0
@@ -375,8 +407,8 @@ func (w *world) finish(win *window, injected string, healed time.Time) row {
 		sort.Strings(drops)
 		r.notes = append(r.notes, fmt.Sprintf("controller dropped %.0f MQTT messages (module_controller_mqtt_messages_dropped_total: %s)", total, strings.Join(drops, ", ")))
 	}
-	w.t.Logf("%s: %s; converged=%v in %s, lost %d, duplicate installs %d, wrong uninstalls %d, wrong node deletions %d, unexpected restarts %d, orphans %d",
-		r.fault, injected, r.converged, r.convergence.Round(time.Second), r.lost, r.duplicates, r.wrongUninstalls, r.wrongNodeDeletes, r.restarts, r.orphans)
+	w.t.Logf("%s: %s; converged=%v in %s, lost %d, duplicate installs %d, wrong uninstalls %d, wrong pod deletions %d, wrong node deletions %d, unexpected restarts %d, orphans %d",
+		r.fault, injected, r.converged, r.convergence.Round(time.Second), r.lost, r.duplicates, r.wrongUninstalls, r.wrongPodDeletes, r.wrongNodeDeletes, r.restarts, r.orphans)
 	for _, note := range r.notes {
 		w.t.Logf("  note: %s", note)
 	}
@@ -412,5 +444,5 @@ func droppedMessages(metrics string) map[string]float64 {
 
 // bad reports whether any count of the row is not zero.
 func (r row) bad() bool {
-	return !r.converged || r.lost != 0 || r.duplicates != 0 || r.wrongUninstalls != 0 || r.wrongNodeDeletes != 0 || r.restarts != 0
+	return !r.converged || r.lost != 0 || r.duplicates != 0 || r.wrongUninstalls != 0 || r.wrongPodDeletes != 0 || r.wrongNodeDeletes != 0 || r.restarts != 0
 }

@@ -21,15 +21,15 @@ import (
 // table renders the rows as a Markdown table.
 func table(rows []row) string {
 	var b strings.Builder
-	b.WriteString("| fault | broker | injected | convergence | lost | duplicate installs | wrongly removed (uninstalls / nodes) | unexpected restarts | orphaned bizs |\n")
+	b.WriteString("| fault | broker | injected | convergence | lost | duplicate installs | wrongly removed (uninstalls / pods / nodes) | unexpected restarts | orphaned bizs |\n")
 	b.WriteString("|---|---|---|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		conv := r.convergence.Round(time.Second).String()
 		if !r.converged {
 			conv = "**not converged** (" + conv + ")"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %d | %d / %d | %d | %d |\n",
-			r.fault, r.broker, strings.ReplaceAll(r.injected, "|", "/"), conv, r.lost, r.duplicates, r.wrongUninstalls, r.wrongNodeDeletes, r.restarts, r.orphans)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %d | %d / %d / %d | %d | %d |\n",
+			r.fault, r.broker, strings.ReplaceAll(r.injected, "|", "/"), conv, r.lost, r.duplicates, r.wrongUninstalls, r.wrongPodDeletes, r.wrongNodeDeletes, r.restarts, r.orphans)
 	}
 	return b.String()
 }
@@ -97,10 +97,12 @@ func writeResults(t *testing.T, path string, set settings, env environment, rows
 	b.WriteString("- **lost**: module placements that should run and did not when the convergence wait ended (0 when it converged).\n")
 	b.WriteString("- **duplicate installs**: installBiz commands and baseline entries beyond the one a base needs for a module it did not have\n")
 	b.WriteString("  (or lost in a restart) and has at the end.\n")
-	b.WriteString("- **wrongly removed**: uninstallBiz commands for a module a base had at the start and should keep (its workload's current version),\n")
-	b.WriteString("  and nodes of bases that never left that were deleted (or recreated) during the fault.\n")
+	b.WriteString("- **wrongly removed**: uninstallBiz commands a base received for a module it had at the start and should keep (its workload's\n")
+	b.WriteString("  current version); module pods of the current version deleted from the node of a base that never left; and nodes of bases\n")
+	b.WriteString("  that never left that were deleted (or recreated) during the fault.\n")
 	b.WriteString("- **unexpected restarts**: controller process exits the suite did not inject (the suite restarts it like a kubelet, after 10 s).\n")
-	b.WriteString("- **orphaned bizs**: bizs ACTIVATED on a live base with no pod for them at the end (informational).\n\n")
+	b.WriteString("- **orphaned bizs**: bizs ACTIVATED on a live base with no pod for them at the end that were not orphaned at the start\n")
+	b.WriteString("  (informational: a module running where Kubernetes does not know it).\n\n")
 	b.WriteString(table(rows))
 	b.WriteString("\n## Notes\n\n")
 	for _, r := range rows {

@@ -68,6 +68,7 @@ type world struct {
 	env, ns  string
 	bases    []*simBase
 	nodes    *nodeLog
+	pods     *podLog
 	versions map[string]string // biz name → the version its workload runs now
 	rows     []row
 }
@@ -92,6 +93,7 @@ func newWorld(t *testing.T, kind framework.BrokerKind, set settings) *world {
 	_, err := w.client.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: w.ns}}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	w.nodes = watchNodes(t, w.client, w.env)
+	w.pods = watchPods(t, w.client, w.ns)
 
 	ids := basesim.IPIdentities(netip.MustParseAddr("10.77.0.1"))
 	for i := range set.bases {
@@ -112,7 +114,7 @@ func newWorld(t *testing.T, kind framework.BrokerKind, set settings) *world {
 		w.bases = append(w.bases, &simBase{Base: b, link: link})
 	}
 	w.deploy()
-	s := w.waitConverged(set.converge)
+	s, _ := w.waitConverged(set.converge)
 	require.Empty(t, s.problems, "the workloads did not roll out on %d bases in %s", set.bases, set.converge)
 	t.Logf("%s: %d bases, %d module pods Running in %s", kind, set.bases, s.running, time.Since(began).Round(time.Second))
 	return w
@@ -312,6 +314,55 @@ func (nl *nodeLog) since(mark time.Time) []deletedNode {
 	defer nl.mu.Unlock()
 	var out []deletedNode
 	for _, d := range nl.deleted {
+		if !d.at.Before(mark) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// podLog follows this world's module pods and records every deletion.
+type podLog struct {
+	mu      sync.Mutex
+	deleted []deletedPod
+}
+
+type deletedPod struct {
+	name, node, key string
+	at              time.Time
+}
+
+func watchPods(t *testing.T, client kubernetes.Interface, ns string) *podLog {
+	t.Helper()
+	pl := &podLog{}
+	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns))
+	inf := f.Core().V1().Pods().Informer()
+	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if p, ok := obj.(*corev1.Pod); ok && len(p.Spec.Containers) > 0 {
+				pl.mu.Lock()
+				pl.deleted = append(pl.deleted, deletedPod{name: p.Name, node: p.Spec.NodeName, key: podKey(p), at: time.Now()})
+				pl.mu.Unlock()
+			}
+		},
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	f.Start(ctx.Done())
+	t.Cleanup(func() { cancel(); f.Shutdown() })
+	require.True(t, cache.WaitForCacheSync(ctx.Done(), inf.HasSynced))
+	return pl
+}
+
+// since returns the deletions recorded at or after mark.
+func (pl *podLog) since(mark time.Time) []deletedPod {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	var out []deletedPod
+	for _, d := range pl.deleted {
 		if !d.at.Before(mark) {
 			out = append(out, d)
 		}
