@@ -65,6 +65,7 @@ var (
 	flagObserve  = flag.Duration("chaos.observe", removeAfter+20*time.Second, "how long the controller is watched after the bad heartbeat")
 	flagConverge = flag.Duration("chaos.converge", 5*time.Minute, "how long to wait for convergence after each fault")
 	flagResults  = flag.String("chaos.results", "results/latest.md", "where the full suite writes its table (relative to e2e/chaos)")
+	flagLogs     = flag.String("chaos.logs", "", "if set, copy the controller's logs into this directory when a world ends")
 )
 
 // TestChaosShort is the CI guard of the suite: on the embedded broker, a

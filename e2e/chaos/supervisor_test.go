@@ -5,6 +5,7 @@ package chaos
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -40,8 +41,32 @@ func supervise(t *testing.T, c *framework.Controller) *supervisor {
 	go s.run(ctx)
 	// Registered after StartController's cleanup, so it runs before it: the
 	// supervisor stops before the controller is stopped.
-	t.Cleanup(func() { cancel(); <-s.done })
+	t.Cleanup(func() {
+		cancel()
+		<-s.done
+		if *flagLogs != "" {
+			s.keepLogs(*flagLogs)
+		}
+	})
 	return s
+}
+
+// keepLogs copies every log of the controller's processes into dir.
+func (s *supervisor) keepLogs(dir string) {
+	logs, _ := filepath.Glob(filepath.Join(filepath.Dir(s.c.LogPath()), "module-controller-*.log"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		s.t.Logf("keep controller logs: %v", err)
+		return
+	}
+	for _, l := range logs {
+		raw, err := os.ReadFile(l)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, s.t.Name()[strings.LastIndex(s.t.Name(), "/")+1:]+"-"+filepath.Base(l)), raw, 0o644)
+		}
+		if err != nil {
+			s.t.Logf("keep controller log %s: %v", l, err)
+		}
+	}
 }
 
 func (s *supervisor) run(ctx context.Context) {
