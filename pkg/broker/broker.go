@@ -63,6 +63,11 @@ type Config struct {
 	MaxPacketSize uint32
 	// TLS, when set, makes the listener speak MQTT over TLS only.
 	TLS *tls.Config
+	// LocalAddress, if set, adds a plain listener on a loopback host:port
+	// (port 0 picks one; see Broker.LocalAddr) with the same authentication
+	// and ACL, for a client in the same process or pod that cannot verify
+	// the TLS certificate's host name, such as module-controller's tunnel.
+	LocalAddress string
 }
 
 // Validate reports every problem with the configuration.
@@ -80,6 +85,13 @@ func (c Config) Validate() error {
 	}
 	if c.Username == "" && c.Password != "" {
 		errs = append(errs, errors.New("password set without username"))
+	}
+	if c.LocalAddress != "" {
+		if host, _, err := net.SplitHostPort(c.LocalAddress); err != nil {
+			errs = append(errs, fmt.Errorf("local address %q: %w", c.LocalAddress, err))
+		} else if !IsLoopback(host) {
+			errs = append(errs, fmt.Errorf("local address %q is not a loopback address", c.LocalAddress))
+		}
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
 		errs = append(errs, errors.New("tls config has no server certificate"))
@@ -101,7 +113,9 @@ func IsLoopback(host string) bool {
 type Broker struct {
 	server *mqtt.Server
 	addr   string
-	log    *logHandler
+	// localAddr is the plain loopback listener's address, if any.
+	localAddr string
+	log       *logHandler
 
 	anonymous, acl bool          // for the start log line
 	users          *passwordFile // nil without a password file
@@ -153,12 +167,25 @@ func New(cfg Config) (*Broker, error) {
 	if err := s.AddListener(l); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Address, err)
 	}
-	return &Broker{server: s, addr: l.Address(), log: h, anonymous: hook.anonymous, acl: cfg.ACL != nil, users: hook.users, closed: make(chan struct{})}, nil
+	var localAddr string
+	if cfg.LocalAddress != "" {
+		local := listeners.NewTCP(listeners.Config{ID: "local", Address: cfg.LocalAddress})
+		if err := s.AddListener(local); err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("listen on %s: %w", cfg.LocalAddress, err)
+		}
+		localAddr = local.Address()
+	}
+	return &Broker{server: s, addr: l.Address(), localAddr: localAddr, log: h, anonymous: hook.anonymous, acl: cfg.ACL != nil, users: hook.users, closed: make(chan struct{})}, nil
 }
 
 // Addr returns the address the broker is bound to, with the real port when
 // Config.Address asked for port 0.
 func (b *Broker) Addr() string { return b.addr }
+
+// LocalAddr returns the address of the plain loopback listener of
+// Config.LocalAddress, or "" without one.
+func (b *Broker) LocalAddr() string { return b.localAddr }
 
 // Run serves MQTT clients until ctx is cancelled, then disconnects them and
 // releases the address. It returns nil on cancellation and ErrClosed if the

@@ -310,3 +310,22 @@ func TestBrokerRetainNotStored(t *testing.T) {
 	require.NoError(t, wait(t, c.Publish("koupleless_e/base1/health", 1, false, []byte("{}"))))
 	require.Equal(t, "koupleless_e/base1/health", receive(t, got))
 }
+
+func TestBrokerTLSWithLocalListener(t *testing.T) {
+	ca := certtest.NewCA(t, "test-ca")
+	_, _, serverCert := ca.Server("broker")
+	b := start(t, Config{Address: "127.0.0.1:0", LocalAddress: "127.0.0.1:0", Username: "ctl", Password: "pw",
+		TLS: &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}})
+	require.NotEmpty(t, b.LocalAddr())
+	require.NotEqual(t, b.Addr(), b.LocalAddr())
+	_, err := connect(t, "tcp://"+b.Addr(), "ctl", "pw", nil)
+	require.Error(t, err, "the main listener is TLS only")
+	c, err := connect(t, "tcp://"+b.LocalAddr(), "ctl", "pw", nil)
+	require.NoError(t, err)
+	roundTrip(t, c)
+	_, err = connect(t, "tcp://"+b.LocalAddr(), "", "", nil)
+	require.Error(t, err, "the local listener authenticates too")
+
+	_, err = New(Config{Address: "127.0.0.1:0", LocalAddress: ":0", Username: "u", Password: "p"})
+	require.ErrorContains(t, err, "not a loopback address")
+}
