@@ -22,6 +22,7 @@ import (
 
 	"github.com/moduleops/module-controller/e2e/framework"
 	"github.com/moduleops/module-controller/pkg/basesim"
+	"github.com/moduleops/module-controller/pkg/certtest"
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
@@ -191,4 +192,75 @@ func mustEncodeCommand(t *testing.T, m protocol.BizModel) []byte {
 	b, err := protocol.EncodeCommand(m)
 	require.NoError(t, err)
 	return b
+}
+
+// TestEmbeddedBrokerTLS applies the settings of the deploy/embedded-tls
+// overlay (the broker's certificate from Secret module-controller-mqtt-tls,
+// mounted where the env points) to the controller binary: a base that
+// trusts the CA registers over TLS, one that trusts another CA is refused,
+// and the listener speaks no plain MQTT.
+func TestEmbeddedBrokerTLS(t *testing.T) {
+	rendered, err := kubectl(t, "", "kustomize", "deploy/embedded-tls/")
+	require.NoError(t, err, rendered)
+	var d appsv1.Deployment
+	for _, doc := range strings.Split(rendered, "\n---\n") {
+		if strings.Contains(doc, "\nkind: Deployment\n") {
+			require.NoError(t, yaml.Unmarshal([]byte(doc), &d))
+		}
+	}
+	spec := d.Spec.Template.Spec
+	require.NotEmpty(t, spec.Containers)
+	mountDir := ""
+	for _, v := range spec.Volumes {
+		if v.Secret != nil && v.Secret.SecretName == "module-controller-mqtt-tls" {
+			for _, m := range spec.Containers[0].VolumeMounts {
+				if m.Name == v.Name {
+					mountDir = m.MountPath
+				}
+			}
+			require.Nil(t, v.Secret.Optional, "TLS is not silently off when the Secret is missing")
+		}
+	}
+	require.NotEmpty(t, mountDir, "the overlay mounts Secret module-controller-mqtt-tls")
+	require.Contains(t, rendered, "port: 8883")
+
+	// The Secret's keys, written where the mount would put them.
+	ca := certtest.NewCA(t, "mqtt-ca")
+	certFile, keyFile, _ := ca.Server("module-controller-mqtt")
+	dir := t.TempDir()
+	for name, src := range map[string]string{"tls.crt": certFile, "tls.key": keyFile} {
+		data, err := os.ReadFile(src)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), data, 0o600))
+	}
+	var args []string
+	for _, v := range spec.Containers[0].Env {
+		if strings.HasPrefix(v.Name, "EMBEDDED_BROKER_TLS_") {
+			require.True(t, strings.HasPrefix(v.Value, mountDir+"/"), "%s points into the mount", v.Name)
+			flag := "--" + strings.ReplaceAll(strings.ToLower(v.Name), "_", "-")
+			args = append(args, flag+"="+filepath.Join(dir, strings.TrimPrefix(v.Value, mountDir+"/")))
+		}
+	}
+	require.Len(t, args, 2, "the overlay sets the certificate and key paths")
+
+	const baseA = "10.8.1.1"
+	ctlPassword, passwordA := framework.RandomName("pw", 16), framework.RandomName("pw", 16)
+	pwFile := writePasswordFile(t, map[string]string{baseA: passwordA})
+	e := newEnv(t, "embedded", append(args, "--mqtt-username="+controllerMQTTUser, "--mqtt-password="+ctlPassword,
+		"--embedded-broker-password-file="+pwFile)...)
+	tlsURL := strings.Replace(e.controller.BrokerURL(), "tcp://", "ssl://", 1)
+
+	_, err = dialMQTT(t, e.controller.BrokerURL(), "plain", controllerMQTTUser, ctlPassword, nil)
+	require.Error(t, err, "no plain MQTT on the TLS listener")
+	_, err = dialMQTT(t, tlsURL, "wrong-ca", baseA, passwordA,
+		&tls.Config{RootCAs: certtest.NewCA(t, "other-ca").Pool(), MinVersion: tls.VersionTLS12})
+	require.Error(t, err, "a client trusting another CA is refused")
+
+	trusted := &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
+	e.startBase(baseA, func(cfg *basesim.Config) {
+		cfg.Broker, cfg.Username, cfg.Password, cfg.TLS = tlsURL, baseA, passwordA, trusted
+	})
+	e.waitNode(baseA, "Ready", isReady)
+	e.createPod(e.modulePod("mod", baseA, "biz1:0.0.1"))
+	e.waitPod("mod", "Running and Ready", running)
 }
