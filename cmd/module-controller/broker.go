@@ -42,7 +42,7 @@ func embeddedBrokerConfig(opts config.Options) (broker.Config, error) {
 		Username:      opts.MQTTUsername,
 		Password:      opts.MQTTPassword,
 		PasswordFile:  opts.EmbeddedBrokerPasswordFile,
-		MaxPacketSize: uint32(opts.EmbeddedBrokerMaxPacketSize), //nolint:gosec // validated: at least 1024, an int flag
+		MaxPacketSize: uint32(opts.EmbeddedBrokerMaxPacketSize), // validated: 1024..268435455
 	}
 	if opts.MQTTUsername != "" {
 		acl, err := broker.ParseACL(brokerACL(opts.Env, opts.MQTTUsername))

@@ -392,8 +392,9 @@ func (o *Options) validateEmbeddedBroker() []error {
 	if o.EmbeddedBrokerPasswordFile != "" && o.MQTTUsername == "" {
 		errs = append(errs, errors.New("--embedded-broker-password-file needs the controller's own user: set --mqtt-username and --mqtt-password"))
 	}
-	if o.EmbeddedBrokerMaxPacketSize < 1024 {
-		errs = append(errs, fmt.Errorf("--embedded-broker-max-packet-size %d must be at least 1024", o.EmbeddedBrokerMaxPacketSize))
+	// MQTT's own limit is 268,435,455 bytes (a remaining length of 4 bytes).
+	if o.EmbeddedBrokerMaxPacketSize < 1024 || o.EmbeddedBrokerMaxPacketSize > 268435455 {
+		errs = append(errs, fmt.Errorf("--embedded-broker-max-packet-size %d must be at least 1024 and at most 268435455", o.EmbeddedBrokerMaxPacketSize))
 	}
 	if (o.EmbeddedBrokerTLSCertPath == "") != (o.EmbeddedBrokerTLSKeyPath == "") {
 		errs = append(errs, errors.New("--embedded-broker-tls-crt-path and --embedded-broker-tls-key-path go together"))

@@ -109,6 +109,7 @@ func TestEmbeddedBrokerClosedByDefault(t *testing.T) {
 		{name: "password file without the controller's user", args: []string{"--embedded-broker-password-file=/etc/passwd"},
 			wants: []string{"needs the controller's own user"}},
 		{name: "tiny packets", args: []string{"--embedded-broker-max-packet-size=10"}, wants: []string{"at least 1024"}},
+		{name: "packets over MQTT's limit", args: []string{"--embedded-broker-max-packet-size=5000000000"}, wants: []string{"at most 268435455"}},
 		{name: "tls cert without key", args: []string{"--embedded-broker-tls-crt-path=/nonexistent"}, wants: []string{"go together", "/nonexistent"}},
 		{name: "client ca without tls", args: []string{"--embedded-broker-client-ca-path=" + t.TempDir()}, wants: []string{"needs TLS"}},
 	}
