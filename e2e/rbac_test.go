@@ -68,6 +68,7 @@ func TestDeployManifestsRBAC(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{
 		"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+		"ClusterRole", "RoleBinding", // peer replica sync's scale, in namespace default
 		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Deployment", "Service", "Service", "NetworkPolicy",
 	}, got, "deploy/ renders exactly the controller's objects (no samples)")
 
@@ -125,6 +126,12 @@ func TestDeployManifestsRBAC(t *testing.T) {
 	e.namespace = "ns-" + e.name
 	_, err = c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.namespace}}, metav1.CreateOptions{})
 	require.NoError(t, err)
+	// Peer replica sync may scale in the namespaces bound to
+	// module-controller-peer-scale only; bind this test's, as
+	// docs/operations.md tells operators to.
+	out, err = kubectl(t, c.Kubeconfig, "-n", e.namespace, "create", "rolebinding", "module-controller-peer-scale",
+		"--clusterrole=module-controller-peer-scale", "--serviceaccount="+deployNamespace+":"+deployServiceAccount)
+	require.NoError(t, err, out)
 	e.controller = framework.StartController(t, framework.ControllerOptions{
 		Kubeconfig: kubeconfig, Env: e.name, Args: fastControllerArgs,
 	})
@@ -211,6 +218,9 @@ func TestDeployManifestsRBAC(t *testing.T) {
 		{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings"},
 		{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "validatingadmissionpolicies"},
 		{Verb: "update", Group: "apps", Resource: "deployments", Subresource: "status", Namespace: metav1.NamespaceDefault},
+		// Scaling only in the namespaces bound to module-controller-peer-scale.
+		{Verb: "update", Group: "apps", Resource: "deployments", Subresource: "scale", Namespace: metav1.NamespaceSystem},
+		{Verb: "update", Group: "apps", Resource: "deployments", Subresource: "scale"},
 	}
 	for _, ra := range denied {
 		require.Falsef(t, allowed(t, sa, ra), "the controller must not %s", describeAccess(ra))
