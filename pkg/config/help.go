@@ -25,6 +25,10 @@ var Groups = []Group{
 		"mqtt-client-crt-path", "mqtt-client-key-path", "mqtt-client-prefix", "client-id",
 		"embedded-broker-address", "message-max-age", "command-timeout",
 	}},
+	{"Embedded MQTT broker security", []string{
+		"embedded-broker-password-file", "embedded-broker-max-packet-size", "embedded-broker-tls-crt-path",
+		"embedded-broker-tls-key-path", "embedded-broker-client-ca-path",
+	}},
 	{"Kubernetes API", []string{"kubeconfig", "kube-api-qps", "kube-api-burst"}},
 	{"Virtual nodes", []string{
 		"unreachable-after", "remove-after", "health-interval", "node-lease-duration",
