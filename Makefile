@@ -28,6 +28,8 @@ E2E_TIMEOUT   ?= 40m
 E2E_FLAGS     ?=
 FUZZTIME      ?= 20s
 FUZZ_FLAGS    ?=
+CHAOS_TIMEOUT ?= 90m
+CHAOS_FLAGS   ?=
 GO_FILES       = $(shell find . -name '*.go' -not -path './.cache/*' -not -path './bin/*' -not -path './_output/*')
 
 ##@ General
@@ -106,6 +108,11 @@ e2e: controlplane build
 bench: controlplane build
 	@$(GO) build -buildvcs=false -o $(CACHE_DIR)/bench/bench ./e2e/cmd/bench
 	@$(CACHE_DIR)/bench/bench $(BENCH_FLAGS)
+
+## chaos: the fault-injection suite (e2e/chaos) on both brokers; writes e2e/chaos/results/latest.md (CHAOS_FLAGS="-chaos.broker-outage=40s -chaos.brokers=embedded")
+.PHONY: chaos
+chaos: controlplane build
+	$(GO) test -tags e2e -count=1 -timeout $(CHAOS_TIMEOUT) -v -run '^TestChaos$$' ./e2e/chaos -args -chaos.full $(CHAOS_FLAGS)
 
 ## microbench: the Go micro-benchmarks (go test -bench)
 .PHONY: microbench

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
 	"github.com/moduleops/module-controller/e2e/framework"
 	"github.com/moduleops/module-controller/pkg/protocol"
@@ -67,7 +68,8 @@ func TestDeployManifestsRBAC(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{
 		"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Deployment", "Service", "Service",
+		"ClusterRole", "RoleBinding", // peer replica sync's scale, in namespace default
+		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Deployment", "Service", "Service", "NetworkPolicy",
 	}, got, "deploy/ renders exactly the controller's objects (no samples)")
 
 	// A server-side dry run cannot create the namespace the other objects go
@@ -90,6 +92,12 @@ func TestDeployManifestsRBAC(t *testing.T) {
 	// admission policy (not the Deployment: there is no kubelet to run it).
 	out, err = kubectl(t, c.Kubeconfig, "apply", "-f", "deploy/base/rbac.yaml", "-f", "deploy/base/admission-policy.yaml")
 	require.NoError(t, err, out)
+	// The policy reads the controller's ServiceAccount from its Deployment
+	// (paramKind): the shipped one, with no replicas (nothing could run it).
+	controllerDeployment := shippedDeployment(t)
+	controllerDeployment.Spec.Replicas = new(int32)
+	_, err = c.Client.AppsV1().Deployments(deployNamespace).Create(ctx, controllerDeployment, metav1.CreateOptions{})
+	require.NoError(t, err)
 	kubeconfig, saConfig, err := c.ServiceAccountKubeconfig(ctx, deployNamespace, deployServiceAccount, 0)
 	require.NoError(t, err)
 	sa, err := kubernetes.NewForConfig(saConfig)
@@ -118,6 +126,12 @@ func TestDeployManifestsRBAC(t *testing.T) {
 	e.namespace = "ns-" + e.name
 	_, err = c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.namespace}}, metav1.CreateOptions{})
 	require.NoError(t, err)
+	// Peer replica sync may scale in the namespaces bound to
+	// module-controller-peer-scale only; bind this test's, as
+	// docs/operations.md tells operators to.
+	out, err = kubectl(t, c.Kubeconfig, "-n", e.namespace, "create", "rolebinding", "module-controller-peer-scale",
+		"--clusterrole=module-controller-peer-scale", "--serviceaccount="+deployNamespace+":"+deployServiceAccount)
+	require.NoError(t, err, out)
 	e.controller = framework.StartController(t, framework.ControllerOptions{
 		Kubeconfig: kubeconfig, Env: e.name, Args: fastControllerArgs,
 	})
@@ -204,6 +218,9 @@ func TestDeployManifestsRBAC(t *testing.T) {
 		{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings"},
 		{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "validatingadmissionpolicies"},
 		{Verb: "update", Group: "apps", Resource: "deployments", Subresource: "status", Namespace: metav1.NamespaceDefault},
+		// Scaling only in the namespaces bound to module-controller-peer-scale.
+		{Verb: "update", Group: "apps", Resource: "deployments", Subresource: "scale", Namespace: metav1.NamespaceSystem},
+		{Verb: "update", Group: "apps", Resource: "deployments", Subresource: "scale"},
 	}
 	for _, ra := range denied {
 		require.Falsef(t, allowed(t, sa, ra), "the controller must not %s", describeAccess(ra))
@@ -250,6 +267,30 @@ func TestDeployManifestsRBAC(t *testing.T) {
 	require.NoError(t, err, "the real node is still there")
 	_, err = c.Client.CoreV1().Pods(metav1.NamespaceDefault).Get(ctx, realPod.Name, metav1.GetOptions{})
 	require.NoError(t, err, "the real pod is still there")
+
+	// The policy follows the Deployment's serviceAccountName, not a literal:
+	// once the Deployment runs as another account, this one is no longer
+	// the controller's (RBAC alone lets it delete nodes; a dry run shows it).
+	d, err := c.Client.AppsV1().Deployments(deployNamespace).Get(ctx, controllerDeployment.Name, metav1.GetOptions{})
+	require.NoError(t, err)
+	d.Spec.Template.Spec.ServiceAccountName = "someone-else"
+	_, err = c.Client.AppsV1().Deployments(deployNamespace).Update(ctx, d, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return sa.CoreV1().Nodes().Delete(ctx, realNode.Name, dryRun) == nil
+	}, waitLong, poll, "the policy moved to the Deployment's new ServiceAccount")
+}
+
+// shippedDeployment is deploy/base/deployment.yaml.
+func shippedDeployment(t *testing.T) *appsv1.Deployment {
+	t.Helper()
+	root, err := framework.RepoRoot()
+	require.NoError(t, err)
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "base", "deployment.yaml"))
+	require.NoError(t, err)
+	var d appsv1.Deployment
+	require.NoError(t, yaml.Unmarshal(data, &d))
+	return &d
 }
 
 // controllerHasFlag reports whether the built controller has a flag.

@@ -63,8 +63,8 @@ func (p *Provider) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case cmds := <-p.cmds:
-			for _, c := range cmds {
+		case <-p.queued:
+			for _, c := range p.takeQueued() {
 				go p.execute(ctx, c)
 			}
 		}
@@ -127,10 +127,51 @@ func (p *Provider) sync() {
 		cmds = p.reconcile(p.clock.Now())
 	}
 	p.mu.Unlock()
-	if len(cmds) > 0 {
-		p.cmds <- cmds
-	}
+	p.enqueue(cmds)
 	p.markPodsChanged()
+}
+
+// maxQueuedCommands bounds the commands waiting for Run. Reconciles are
+// cheap and repeat, so a full queue drops the excess (counted) instead of
+// blocking the caller, the controller's event loop: an install or uninstall
+// dropped here stays outstanding and is retried once it times out.
+const maxQueuedCommands = 256
+
+// takeQueued empties the command queue.
+func (p *Provider) takeQueued() []command {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	cmds := p.queue
+	p.queue = nil
+	return cmds
+}
+
+// enqueue hands cmds to Run without ever blocking.
+func (p *Provider) enqueue(cmds []command) {
+	if len(cmds) == 0 {
+		return
+	}
+	p.qmu.Lock()
+	room := maxQueuedCommands - len(p.queue)
+	dropped := 0
+	if len(cmds) > room {
+		dropped = len(cmds) - max(room, 0)
+		cmds = cmds[:max(room, 0)]
+	}
+	p.queue = append(p.queue, cmds...)
+	p.qmu.Unlock()
+	if dropped > 0 {
+		log.L.WithField("base", p.BaseID()).WithField("dropped", dropped).Warn("command queue full; dropped commands will be retried")
+		for range dropped {
+			if p.cfg.DroppedCommands != nil {
+				p.cfg.DroppedCommands.Inc()
+			}
+		}
+	}
+	select {
+	case p.queued <- struct{}{}:
+	default:
+	}
 }
 
 // Resync re-runs the reconcile: the controller calls it periodically so that
@@ -330,6 +371,15 @@ func (p *Provider) OnBizOperation(op protocol.BizOperation, publishedAt time.Tim
 	p.mu.Lock()
 	now := p.clock.Now()
 	key := op.Key()
+	if !p.solicited(op.Command, key) {
+		p.mu.Unlock()
+		log.L.WithField("base", p.BaseID()).WithField("command", op.Command).WithField("biz", key).
+			Debug("dropped a biz operation result: no such command is outstanding")
+		if p.cfg.UnsolicitedResults != nil {
+			p.cfg.UnsolicitedResults.Inc()
+		}
+		return
+	}
 	switch op.Command {
 	case protocol.CommandInstallBiz:
 		a := p.installs[key]
@@ -385,6 +435,27 @@ func (p *Provider) OnBizOperation(op protocol.BizOperation, publishedAt time.Tim
 	p.sync()
 }
 
+// solicited reports whether a result of command for key answers something
+// this controller asked: an install or uninstall it sent and that is still
+// outstanding. An install result is also taken for a biz the base is known to
+// have, whose state it refreshes. Anything else (a reply to a command of an
+// earlier process, a replay, a spoof) is dropped: applied, it could turn a pod
+// Running that nothing installed, or forget a biz that is still there and
+// reinstall it.
+func (p *Provider) solicited(command, key string) bool {
+	switch command {
+	case protocol.CommandInstallBiz:
+		if a := p.installs[key]; a != nil && a.tries > 0 {
+			return true
+		}
+		return p.bizs[key] != nil
+	case protocol.CommandUninstallBiz:
+		a := p.uninstalls[key]
+		return a != nil && a.tries > 0
+	}
+	return false
+}
+
 // Baseline returns the bizs the base must run: those of the live pods bound
 // to its node. A base asks for it when its process starts, so everything it
 // had before is forgotten, and the baseline counts as an install of each biz.
@@ -431,6 +502,13 @@ func (p *Provider) OnBatchInstall(res protocol.BatchInstallResult, publishedAt t
 			continue
 		}
 		a := p.installs[key]
+		if (a == nil || !a.baseline) && p.bizs[key] == nil {
+			// Not part of an outstanding baseline: see solicited.
+			if p.cfg.UnsolicitedResults != nil {
+				p.cfg.UnsolicitedResults.Inc()
+			}
+			continue
+		}
 		switch r.Outcome() {
 		case protocol.OutcomeSucceeded:
 			p.setRecord(key, installedRecord(r.BizInfos, publishedAt))

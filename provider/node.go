@@ -15,9 +15,16 @@ import (
 // Node condition reasons, written so that `kubectl describe node` explains
 // itself.
 const (
-	ReasonBaseReady          = "BaseReady"
-	ReasonBaseUnreachable    = "BaseUnreachable"
-	ReasonBaseAdopted        = "BaseAdopted"
+	ReasonBaseReady       = "BaseReady"
+	ReasonBaseUnreachable = "BaseUnreachable"
+	ReasonBaseAdopted     = "BaseAdopted"
+	// ReasonTunnelDisrupted: the controller lost the tunnel to (most of) its
+	// bases, so a base's silence says nothing about the base; its node keeps
+	// its last known state and nothing is evicted or removed.
+	ReasonTunnelDisrupted = "TunnelDisrupted"
+	// ReasonTunnelRestored: the tunnel is back and the base has a full
+	// heartbeat window to show a sign of life.
+	ReasonTunnelRestored     = "TunnelRestored"
 	ReasonSufficientMemory   = "BaseHasSufficientMetaspace"
 	ReasonMetaspacePressure  = "BaseMetaspacePressure"
 	ReasonNoDiskPressure     = "BaseHasNoDiskPressure"
@@ -61,8 +68,15 @@ type BaseInfo struct {
 
 // Readiness is the controller's judgement of a base's liveness.
 type Readiness struct {
-	// Reachable is false once the base missed its heartbeat window.
+	// Reachable is false once the base missed its heartbeat window: its
+	// node turns Ready=Unknown and its pods stop being Ready. While true the
+	// node shows the base's last known state.
 	Reachable bool
+	// Waiting holds commands back until the base's next sign of life: after
+	// a controller restart, while the tunnel is disrupted and right after it
+	// returns (a restarted broker drops commands for bases that have not
+	// reconnected yet).
+	Waiting bool
 	// Reason and Message explain the Ready condition.
 	Reason, Message string
 }

@@ -138,7 +138,7 @@ func (p *Provider) changedPods() []*corev1.Pod {
 	defer p.mu.Unlock()
 	var out []*corev1.Pod
 	for _, e := range p.pods {
-		if e.released {
+		if e.released || p.keepsReportedStatus(e) {
 			continue
 		}
 		pod := p.podWithStatus(e)
@@ -153,9 +153,21 @@ func (p *Provider) changedPods() []*corev1.Pod {
 	return out
 }
 
+// keepsReportedStatus reports whether the pod keeps the status the API
+// server has: a pod whose containers were already reported on (by this
+// process before a restart, or by another replica) while the base's biz list
+// is not known yet. Absence of data is not a change of state; the list, asked
+// for as soon as the base is served, is the source of truth.
+func (p *Provider) keepsReportedStatus(e *podEntry) bool {
+	return !p.inventory && e.notified == nil && len(e.pod.Status.ContainerStatuses) > 0
+}
+
 // podWithStatus returns a copy of the pod with its current status.
 func (p *Provider) podWithStatus(e *podEntry) *corev1.Pod {
 	pod := e.pod.DeepCopy()
+	if p.keepsReportedStatus(e) {
+		return pod
+	}
 	if e.notified != nil {
 		prev := e.notified.DeepCopy()
 		// Keep the scheduler's condition from the API server's copy.

@@ -143,23 +143,19 @@ func (h *harness) releasedPods() []string {
 // ones the tunnel received since the last flush, summarised.
 func (h *harness) flush() []string {
 	h.t.Helper()
-	for {
-		select {
-		case cmds := <-h.p.cmds:
-			for _, c := range cmds {
-				h.p.execute(h.t.Context(), c)
-			}
-		default:
-			all := h.tun.Commands()
-			var out []string
-			for _, c := range all[h.sent:] {
-				require.Equal(h.t, testBase, c.BaseID)
-				out = append(out, summary(c))
-			}
-			h.sent = len(all)
-			return out
+	for cmds := h.p.takeQueued(); len(cmds) > 0; cmds = h.p.takeQueued() {
+		for _, c := range cmds {
+			h.p.execute(h.t.Context(), c)
 		}
 	}
+	all := h.tun.Commands()
+	var out []string
+	for _, c := range all[h.sent:] {
+		require.Equal(h.t, testBase, c.BaseID)
+		out = append(out, summary(c))
+	}
+	h.sent = len(all)
+	return out
 }
 
 // requireSent flushes and requires exactly these commands, in any order.
@@ -1364,7 +1360,7 @@ func TestCommandsWaitUntilTheBaseListens(t *testing.T) {
 	// of life; with the embedded broker restarted too, it may not be
 	// connected yet, and whatever is published to it would be lost.
 	h := newHarness(t, func(c *Config) {
-		c.Readiness = Readiness{Reachable: true, Reason: ReasonBaseAdopted}
+		c.Readiness = Readiness{Reachable: true, Waiting: true, Reason: ReasonBaseAdopted}
 	})
 	pod := modulePod("p", t0, bizContainer("biz1", "0.0.1"))
 	h.create(pod)
@@ -1407,4 +1403,91 @@ func TestPodsAreNotReadyWhileTheBaseIsUnreachable(t *testing.T) {
 	h.p.SetReadiness(Readiness{Reachable: true, Reason: ReasonBaseReady})
 	require.Len(t, h.notify(), 1, "ready again once the base is back")
 	h.requireRunning("p")
+}
+
+func TestUnsolicitedResultsAreDropped(t *testing.T) {
+	// Results for commands this process never sent (a previous process's,
+	// a replay, a spoof) change nothing and are counted.
+	unsolicited := &counter{}
+	h := newHarness(t, func(c *Config) { c.UnsolicitedResults = unsolicited })
+	h.list()
+	pod := modulePod("p", t0, bizContainer("biz1", "0.0.1"))
+	h.create(pod)
+	h.requireSent(installCmd("biz1", "0.0.1"))
+	h.notify()
+
+	h.reply(installOK("other", "0.0.1", protocol.BizActivated, t0, ""))
+	h.reply(uninstallReply("biz1", "0.0.1", "SUCCESS"))
+	require.Equal(t, int64(2), unsolicited.n.Load())
+	require.Equal(t, ReasonBizInstalling, h.reason("p", "biz1"), "an uninstall nobody sent does not touch the pod")
+	h.requireSent()
+
+	h.reply(installOK("biz1", "0.0.1", protocol.BizActivated, t0, ""))
+	h.requireRunning("p")
+	require.Equal(t, int64(2), unsolicited.n.Load(), "the answer to the install sent is taken")
+}
+
+func TestUnsolicitedInstallDoesNotStartAPod(t *testing.T) {
+	// A pod waiting for the base's list is not turned Running by an install
+	// result nobody asked for.
+	unsolicited := &counter{}
+	h := newHarness(t, func(c *Config) { c.UnsolicitedResults = unsolicited })
+	h.create(modulePod("p", t0, bizContainer("biz1", "0.0.1")))
+	h.reply(installOK("biz1", "0.0.1", protocol.BizActivated, t0, ""))
+	require.Equal(t, int64(1), unsolicited.n.Load())
+	require.Equal(t, ReasonWaitingForBase, h.reason("p", "biz1"))
+	require.Equal(t, corev1.PodPending, h.status("p").Phase)
+}
+
+func TestRestartedControllerKeepsReportedStatus(t *testing.T) {
+	// A restarted controller finds a pod Running in the API server before
+	// the base's list arrives: it keeps that status (absence of data is not
+	// a change of state) until the list says otherwise.
+	h := newHarness(t)
+	h.list()
+	h.installed(modulePod("p", t0, bizContainer("biz1", "0.0.1")))
+	running := h.status("p")
+	require.Equal(t, corev1.PodRunning, running.Phase)
+
+	restarted := newHarness(t, func(c *Config) {
+		c.Readiness = Readiness{Reachable: true, Waiting: true, Reason: ReasonBaseAdopted}
+	})
+	pod := modulePod("p", t0, bizContainer("biz1", "0.0.1"))
+	pod.Status = running
+	restarted.create(pod)
+	require.Empty(t, restarted.notify(), "nothing is written back before the base's list")
+	require.Equal(t, corev1.PodRunning, restarted.status("p").Phase)
+
+	// The list is the source of truth: the biz is gone, so it is installed
+	// again once the base is heard from, and the pod shows it.
+	restarted.list()
+	restarted.p.SetReadiness(Readiness{Reachable: true, Reason: ReasonBaseReady})
+	restarted.requireSent(installCmd("biz1", "0.0.1"))
+	require.Equal(t, ReasonBizInstalling, restarted.reason("p", "biz1"))
+}
+
+func TestCommandQueueNeverBlocks(t *testing.T) {
+	// Nothing drains the queue here (Run is not running): enqueueing far
+	// more than it holds returns at once and counts what it dropped.
+	dropped := &counter{}
+	h := newHarness(t, func(c *Config) { c.DroppedCommands = dropped })
+	h.list()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range maxQueuedCommands + 10 {
+			h.create(modulePod(fmt.Sprintf("p%d", i), t0, bizContainer(fmt.Sprintf("biz%d", i), "0.0.1")))
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("creating pods blocked on a full command queue")
+	}
+	require.Equal(t, int64(10), dropped.n.Load())
+	require.Len(t, h.flush(), maxQueuedCommands)
+
+	// A dropped install is still outstanding and is retried when it times out.
+	h.resyncAt(h.clk.Now().Add(installWait + time.Second))
+	require.NotEmpty(t, h.flush())
 }

@@ -53,6 +53,12 @@ type Config struct {
 	UninstallOrphans bool
 	// OrphanBizs counts bizs found on the base that no pod asks for.
 	OrphanBizs Counter
+	// UnsolicitedResults counts install and uninstall results dropped
+	// because no such command was outstanding.
+	UnsolicitedResults Counter
+	// DroppedCommands counts commands dropped because the base's command
+	// queue was full; they are retried once they time out.
+	DroppedCommands Counter
 	// AwaitPodSync holds orphan reports back until PodsSynced is called.
 	AwaitPodSync bool
 }
@@ -76,8 +82,11 @@ type Provider struct {
 	clock  clock.PassiveClock
 	wakeup chan struct{} // one-slot mailbox: the node changed
 
-	podsChanged chan struct{}  // one-slot mailbox: some pod status may have changed
-	cmds        chan []command // commands for Run to send
+	podsChanged chan struct{} // one-slot mailbox: some pod status may have changed
+	queued      chan struct{} // one-slot mailbox: queue has commands
+
+	qmu   sync.Mutex
+	queue []command // commands for Run to send, at most maxQueuedCommands
 
 	mu        sync.Mutex
 	info      BaseInfo
@@ -120,7 +129,7 @@ func New(cfg Config) (*Provider, error) {
 		clock:        cfg.Clock,
 		wakeup:       make(chan struct{}, 1),
 		podsChanged:  make(chan struct{}, 1),
-		cmds:         make(chan []command, 64),
+		queued:       make(chan struct{}, 1),
 		info:         cfg.Base,
 		readiness:    cfg.Readiness,
 		pods:         map[string]*podEntry{},
@@ -210,7 +219,7 @@ func (p *Provider) SetReadiness(r Readiness) bool {
 	p.mu.Unlock()
 	changed := p.update(func(_ *BaseInfo, cur *Readiness) { *cur = r })
 	switch {
-	case !wasOnline && r.Reachable && r.Reason != ReasonBaseAdopted:
+	case !wasOnline && r.Reachable && !r.Waiting:
 		p.sync()
 	case wasReachable != r.Reachable:
 		// Pods are not Ready while their base is unreachable.
@@ -221,7 +230,7 @@ func (p *Provider) SetReadiness(r Readiness) bool {
 
 // online reports whether the base is known to listen for commands.
 func (p *Provider) online() bool {
-	return p.readiness.Reachable && p.readiness.Reason != ReasonBaseAdopted
+	return p.readiness.Reachable && !p.readiness.Waiting
 }
 
 // update applies change, rebuilds the node and wakes the notifier if the node

@@ -143,12 +143,19 @@ func run(ctx context.Context, opts config.Options) error {
 	brokerURL := opts.BrokerURL()
 	var embedded *broker.Broker
 	if opts.MQTTBroker == "" {
-		embedded, err = broker.New(broker.Config{Address: opts.EmbeddedBrokerAddress, Username: opts.MQTTUsername, Password: opts.MQTTPassword})
+		brokerCfg, err := embeddedBrokerConfig(opts)
+		if err != nil {
+			return fmt.Errorf("starting the embedded broker: %w", err)
+		}
+		embedded, err = broker.New(brokerCfg)
 		if err != nil {
 			return fmt.Errorf("starting the embedded broker: %w", err)
 		}
 		defer embedded.Close() // releases the address if a constructor below fails
 		brokerURL = "tcp://" + embedded.Addr()
+		if embedded.LocalAddr() != "" {
+			brokerURL = "tcp://" + embedded.LocalAddr() // the TLS listener is for the bases
+		}
 	}
 
 	tun, err := mqtt.New(mqtt.Config{
@@ -188,6 +195,10 @@ func run(ctx context.Context, opts config.Options) error {
 		PodWorkers:         opts.PodWorkers,
 		NodeStatusInterval: opts.NodeStatusInterval,
 		CommandTimeout:     opts.CommandTimeout,
+		MaxBases:           opts.MaxBases,
+		BaseMessageRate:    opts.BaseMessageRate,
+		BaseMessageBurst:   opts.BaseMessageBurst,
+		MaxClockSkew:       opts.MaxClockSkew,
 		Registerer:         registry,
 	})
 	if err != nil {

@@ -102,6 +102,7 @@ type Broker struct {
 type brokerBackend interface {
 	start(ctx context.Context) error
 	stop() error
+	pid() int
 	logTail(lines int) string
 }
 
@@ -207,6 +208,23 @@ func (b *Broker) Restart(ctx context.Context) error {
 	return b.backend.start(ctx)
 }
 
+// Start starts a stopped broker again on the same address, with no session
+// state, and waits until it accepts connections; ctx bounds the wait. Stop
+// then Start is an outage of any length.
+func (b *Broker) Start(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.backend.start(ctx)
+}
+
+// PID is the broker process's ID (mosquitto), or 0 when the broker runs
+// inside the test process or is stopped.
+func (b *Broker) PID() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.backend.pid()
+}
+
 // LogTail returns the last lines of the broker's log (mosquitto only).
 func (b *Broker) LogTail(lines int) string { return b.backend.logTail(lines) }
 
@@ -246,6 +264,8 @@ func (e *embeddedBroker) stop() error {
 	e.cancel, e.done = nil, nil
 	return err
 }
+
+func (e *embeddedBroker) pid() int { return 0 }
 
 func (e *embeddedBroker) logTail(int) string {
 	return "(embedded broker logs go to the test process's logger)\n"
@@ -361,6 +381,13 @@ func (m *mosquittoBroker) stop() error {
 	err := m.proc.stop(DefaultStopGrace)
 	m.proc = nil
 	return err
+}
+
+func (m *mosquittoBroker) pid() int {
+	if m.proc == nil {
+		return 0
+	}
+	return m.proc.pid()
 }
 
 func (m *mosquittoBroker) logTail(lines int) string { return tailFile(m.logPath, lines) }

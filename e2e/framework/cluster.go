@@ -508,3 +508,55 @@ func (c *Cluster) LogTails(lines int) string {
 	}
 	return b.String()
 }
+
+// StopComponent stops one component by its PID (SIGTERM, SIGKILL after the
+// grace period) and keeps its flags, so that StartComponent can start it again
+// on the same ports with the same etcd data. Tests use it to take the
+// apiserver away. It must not run concurrently with other Cluster methods.
+func (c *Cluster) StopComponent(name string) error {
+	p, err := c.component(name)
+	if err != nil {
+		return err
+	}
+	return p.stop(c.stopGrace)
+}
+
+// StartComponent starts a component that StopComponent stopped (or that
+// exited) again with the same flags, appending to the same log. For
+// kube-apiserver it waits until /readyz answers; ctx bounds the wait. It must
+// not run concurrently with other Cluster methods.
+func (c *Cluster) StartComponent(ctx context.Context, name string) error {
+	old, err := c.component(name)
+	if err != nil {
+		return err
+	}
+	if !old.exited() {
+		return fmt.Errorf("%s (pid %d) is still running", name, old.pid())
+	}
+	p, err := startProcess(old.name, old.bin, old.args, old.logPath)
+	if err != nil {
+		return err
+	}
+	for i := range c.procs {
+		if c.procs[i] == old {
+			c.procs[i] = p
+		}
+	}
+	if name != "kube-apiserver" {
+		return nil
+	}
+	return c.waitFor(ctx, "kube-apiserver /readyz", func(ctx context.Context) error {
+		_, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err
+	})
+}
+
+// component returns the process of the named component.
+func (c *Cluster) component(name string) (*process, error) {
+	for _, p := range c.procs {
+		if p.name == name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("no component %q (have %v)", name, ControlPlaneBinaries)
+}

@@ -2,12 +2,14 @@ package framework
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -148,6 +150,33 @@ func (c *Controller) Restart(ctx context.Context) error {
 
 // Stop stops the controller.
 func (c *Controller) Stop() error { return c.proc.stop(DefaultStopGrace) }
+
+// Kill sends SIGKILL to the controller process by its PID, as a crashed or
+// OOM-killed pod would end, and waits until it is reaped.
+func (c *Controller) Kill() error {
+	if err := syscall.Kill(c.proc.pid(), syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill module-controller (pid %d): %w", c.proc.pid(), err)
+	}
+	select {
+	case <-c.proc.done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("module-controller (pid %d) did not exit after SIGKILL", c.proc.pid())
+	}
+}
+
+// Start starts a controller whose process has exited (killed, crashed or
+// stopped) again with the same settings and ports, in a new log file, and
+// waits until it is ready; ctx bounds the wait.
+func (c *Controller) Start(ctx context.Context) error {
+	if !c.proc.exited() {
+		return fmt.Errorf("module-controller (pid %d) is still running", c.proc.pid())
+	}
+	return c.start(ctx)
+}
+
+// Starts is how many processes this controller has started, the first included.
+func (c *Controller) Starts() int { return c.starts }
 
 // Metrics returns the controller's Prometheus exposition text.
 func (c *Controller) Metrics() (string, error) {

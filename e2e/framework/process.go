@@ -23,6 +23,8 @@ const DefaultStopGrace = 3 * time.Second
 // killed `go test` leaves no orphans.
 type process struct {
 	name    string
+	bin     string // kept, with args, so the same program can be started again
+	args    []string
 	cmd     *exec.Cmd
 	logPath string
 	done    chan struct{} // closed when the process has exited and been reaped
@@ -45,7 +47,7 @@ func startProcess(name, bin string, args []string, logPath string) (*process, er
 		_ = logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p := &process{name: name, bin: bin, args: args, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		_ = logFile.Close()

@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	vklog "github.com/virtual-kubelet/virtual-kubelet/log"
@@ -21,32 +20,78 @@ import (
 // loopback only, so nothing is exposed unless the operator asks for it.
 const DefaultAddress = "127.0.0.1:1883"
 
+// DefaultMaxPacketSize bounds every MQTT packet a client may send, checked
+// on the fixed header before the packet is read or allocated. The largest
+// message of the protocol's real vectors is about 3 KiB (a batch install
+// reply for two modules), but install and batch replies carry each biz's
+// class path and reach hundreds of KiB for real bases, so the controller
+// decodes payloads up to 1 MiB (pkg/protocol.MaxPayloadSize). The broker's
+// limit sits above that, so a payload over the controller's cap still
+// reaches it and is counted as too large, and anything bigger is cut off at
+// the header. deploy/mosquitto/mosquitto.conf sets the same max_packet_size.
+const DefaultMaxPacketSize = 2 << 20
+
 // ErrClosed is returned by Run when the broker was closed before or while running.
 var ErrClosed = errors.New("broker closed")
+
+// ErrAnonymousNotLoopback is returned by New and Config.Validate for a
+// broker without credentials on an address other machines can reach.
+var ErrAnonymousNotLoopback = errors.New("an MQTT broker without credentials may listen on loopback only")
 
 // Config configures a Broker.
 type Config struct {
 	// Address is the host:port to listen on; port 0 picks a free port
 	// (read it back with Broker.Addr). Defaults to DefaultAddress.
 	Address string
-	// Username and Password, when Username is set, are the only credentials
-	// accepted; when Username is empty every client may connect.
+	// Username and Password are one user's credentials, checked in constant
+	// time (the controller's own user).
 	Username string
 	Password string
+	// PasswordFile, if set, is a file in mosquitto_passwd format with more
+	// users (the bases). It is re-read when it changes; a missing file has
+	// no users.
+	PasswordFile string
+	// With neither Username nor PasswordFile, every client may connect
+	// anonymously, which New allows on a loopback Address only.
+
+	// ACL, if set, limits what each client may publish and subscribe to;
+	// nil lets every connected client use every topic.
+	ACL *ACL
+	// MaxPacketSize is the largest packet, in bytes, a client may send; a
+	// larger one disconnects the client before it is read. 0 means
+	// DefaultMaxPacketSize.
+	MaxPacketSize uint32
 	// TLS, when set, makes the listener speak MQTT over TLS only.
 	TLS *tls.Config
+	// LocalAddress, if set, adds a plain listener on a loopback host:port
+	// (port 0 picks one; see Broker.LocalAddr) with the same authentication
+	// and ACL, for a client in the same process or pod that cannot verify
+	// the TLS certificate's host name, such as module-controller's tunnel.
+	LocalAddress string
 }
 
 // Validate reports every problem with the configuration.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Address != "" {
-		if _, _, err := net.SplitHostPort(c.Address); err != nil {
-			errs = append(errs, fmt.Errorf("address %q: %w", c.Address, err))
-		}
+	addr := c.Address
+	if addr == "" {
+		addr = DefaultAddress
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("address %q: %w", c.Address, err))
+	} else if c.Username == "" && c.PasswordFile == "" && !IsLoopback(host) {
+		errs = append(errs, fmt.Errorf("address %q: %w", addr, ErrAnonymousNotLoopback))
 	}
 	if c.Username == "" && c.Password != "" {
 		errs = append(errs, errors.New("password set without username"))
+	}
+	if c.LocalAddress != "" {
+		if host, _, err := net.SplitHostPort(c.LocalAddress); err != nil {
+			errs = append(errs, fmt.Errorf("local address %q: %w", c.LocalAddress, err))
+		} else if !IsLoopback(host) {
+			errs = append(errs, fmt.Errorf("local address %q is not a loopback address", c.LocalAddress))
+		}
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
 		errs = append(errs, errors.New("tls config has no server certificate"))
@@ -54,11 +99,26 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// IsLoopback reports whether a listen host reaches this machine only:
+// "localhost" or a loopback IP. An empty host (every interface) is not.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // Broker is an MQTT 3.1.1/5 broker listening on one address.
 type Broker struct {
 	server *mqtt.Server
 	addr   string
-	log    *logHandler
+	// localAddr is the plain loopback listener's address, if any.
+	localAddr string
+	log       *logHandler
+
+	anonymous, acl bool          // for the start log line
+	users          *passwordFile // nil without a password file
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -75,29 +135,57 @@ func New(cfg Config) (*Broker, error) {
 		cfg.Address = DefaultAddress
 	}
 	h := newLogHandler()
-	s := mqtt.New(&mqtt.Options{
+	opts := &mqtt.Options{
 		Logger:       newSlogLogger(h),
 		InlineClient: false,
-	})
-	var err error
-	if cfg.Username == "" {
-		err = s.AddHook(new(auth.AllowHook), nil)
-	} else {
-		err = s.AddHook(&credentialsHook{username: []byte(cfg.Username), password: []byte(cfg.Password)}, nil)
+		Capabilities: mqtt.NewDefaultServerCapabilities(),
 	}
-	if err != nil {
+	opts.Capabilities.MaximumPacketSize = cfg.MaxPacketSize
+	if opts.Capabilities.MaximumPacketSize == 0 {
+		opts.Capabilities.MaximumPacketSize = DefaultMaxPacketSize
+	}
+	// The protocol needs no retained message; the Koupleless reference
+	// controller retained its commands, which replayed installs to every
+	// reconnecting base. Retained publishes are delivered but never stored.
+	opts.Capabilities.RetainAvailable = 0
+	s := mqtt.New(opts)
+	hook := &authHook{log: h, acl: cfg.ACL, anonymous: cfg.Username == "" && cfg.PasswordFile == ""}
+	if cfg.Username != "" {
+		hook.username, hook.password = []byte(cfg.Username), []byte(cfg.Password)
+	}
+	if cfg.PasswordFile != "" {
+		pf, err := newPasswordFile(cfg.PasswordFile)
+		if err != nil {
+			return nil, err
+		}
+		hook.users = pf
+	}
+	if err := s.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("add auth hook: %w", err)
 	}
 	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Address, TLSConfig: cfg.TLS})
 	if err := s.AddListener(l); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Address, err)
 	}
-	return &Broker{server: s, addr: l.Address(), log: h, closed: make(chan struct{})}, nil
+	var localAddr string
+	if cfg.LocalAddress != "" {
+		local := listeners.NewTCP(listeners.Config{ID: "local", Address: cfg.LocalAddress})
+		if err := s.AddListener(local); err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("listen on %s: %w", cfg.LocalAddress, err)
+		}
+		localAddr = local.Address()
+	}
+	return &Broker{server: s, addr: l.Address(), localAddr: localAddr, log: h, anonymous: hook.anonymous, acl: cfg.ACL != nil, users: hook.users, closed: make(chan struct{})}, nil
 }
 
 // Addr returns the address the broker is bound to, with the real port when
 // Config.Address asked for port 0.
 func (b *Broker) Addr() string { return b.addr }
+
+// LocalAddr returns the address of the plain loopback listener of
+// Config.LocalAddress, or "" without one.
+func (b *Broker) LocalAddr() string { return b.localAddr }
 
 // Run serves MQTT clients until ctx is cancelled, then disconnects them and
 // releases the address. It returns nil on cancellation and ErrClosed if the
@@ -113,6 +201,10 @@ func (b *Broker) Run(ctx context.Context) error {
 	if err := b.server.Serve(); err != nil {
 		b.Close()
 		return fmt.Errorf("serve mqtt: %w", err)
+	}
+	logger = logger.WithField("anonymous", b.anonymous).WithField("acl", b.acl)
+	if b.users != nil {
+		logger = logger.WithField("passwordFileUsers", b.users.len())
 	}
 	logger.Info("mqtt broker listening")
 	select {
@@ -135,24 +227,64 @@ func (b *Broker) Close() {
 	})
 }
 
-// credentialsHook admits clients presenting exactly one username/password pair
-// and lets admitted clients publish and subscribe anywhere.
-type credentialsHook struct {
+// authHook authenticates clients against the configured user and password
+// file (or admits everyone when anonymous) and checks every publish and
+// subscription against the ACL.
+type authHook struct {
 	mqtt.HookBase
-	username []byte
-	password []byte
+	log                *logHandler
+	anonymous          bool
+	username, password []byte
+	users              *passwordFile
+	acl                *ACL
 }
 
-func (h *credentialsHook) ID() string { return "credentials" }
+func (h *authHook) ID() string { return "auth" }
 
-func (h *credentialsHook) Provides(b byte) bool {
+func (h *authHook) Provides(b byte) bool {
 	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
 }
 
-func (h *credentialsHook) OnConnectAuthenticate(_ *mqtt.Client, pk packets.Packet) bool {
-	userOK := subtle.ConstantTimeCompare(pk.Connect.Username, h.username) == 1
-	passOK := subtle.ConstantTimeCompare(pk.Connect.Password, h.password) == 1
-	return userOK && passOK
+func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	if h.anonymous {
+		return true
+	}
+	if h.username != nil {
+		userOK := subtle.ConstantTimeCompare(pk.Connect.Username, h.username) == 1
+		passOK := subtle.ConstantTimeCompare(pk.Connect.Password, h.password) == 1
+		if userOK && passOK {
+			return true
+		}
+	}
+	if h.users != nil {
+		ok, changed, err := h.users.verify(string(pk.Connect.Username), pk.Connect.Password)
+		logger := h.log.logger()
+		if err != nil && changed {
+			logger.WithError(err).Error("cannot read the mqtt password file; keeping the users read before")
+		} else if changed {
+			logger.WithField("users", h.users.len()).Info("mqtt password file reloaded")
+		}
+		if ok {
+			return true
+		}
+	}
+	h.log.logger().WithField("user", string(pk.Connect.Username)).WithField("clientID", cl.ID).
+		WithField("remote", cl.Net.Remote).Warn("mqtt client refused: bad credentials")
+	return false
 }
 
-func (h *credentialsHook) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
+func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if h.acl == nil {
+		return true
+	}
+	if h.acl.Allowed(string(cl.Properties.Username), cl.ID, topic, write) {
+		return true
+	}
+	access := "read"
+	if write {
+		access = "write"
+	}
+	h.log.logger().WithField("user", string(cl.Properties.Username)).WithField("clientID", cl.ID).
+		WithField("topic", topic).WithField("access", access).Warn("mqtt access denied by the acl")
+	return false
+}

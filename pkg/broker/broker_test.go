@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -152,6 +154,12 @@ func TestConfigValidate(t *testing.T) {
 		{"bad address", Config{Address: "nope"}, false},
 		{"password without user", Config{Password: "x"}, false},
 		{"tls without cert", Config{TLS: &tls.Config{MinVersion: tls.VersionTLS12}}, false},
+		{"anonymous on every interface", Config{Address: ":1883"}, false},
+		{"anonymous on a host name", Config{Address: "broker.example:1883"}, false},
+		{"anonymous on localhost", Config{Address: "localhost:1883"}, true},
+		{"anonymous on IPv6 loopback", Config{Address: "[::1]:1883"}, true},
+		{"credentials on every interface", Config{Address: ":1883", Username: "u", Password: "p"}, true},
+		{"password file on every interface", Config{Address: ":1883", PasswordFile: "/nonexistent"}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -165,10 +173,159 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+func TestNewRefusesAnonymousOnEveryInterface(t *testing.T) {
+	_, err := New(Config{Address: ":0"})
+	require.ErrorIs(t, err, ErrAnonymousNotLoopback)
+}
+
 func TestNewAddressInUse(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = l.Close() })
 	_, err = New(Config{Address: l.Addr().String()})
 	require.Error(t, err)
+}
+
+// kouplelessACL is the shape of the ACL module-controller gives the broker.
+const kouplelessACL = `
+pattern write koupleless_e/%u/base/heart
+pattern read koupleless_e/%u/+
+user ctl
+topic readwrite koupleless_e/#
+`
+
+func TestBrokerACL(t *testing.T) {
+	acl, err := ParseACL(kouplelessACL)
+	require.NoError(t, err)
+	pwFile := filepath.Join(t.TempDir(), "passwd")
+	require.NoError(t, os.WriteFile(pwFile, []byte(mosquittoLine+"\n"), 0o600))
+	b := start(t, Config{Address: "127.0.0.1:0", Username: "ctl", Password: "ctlpw", PasswordFile: pwFile, ACL: acl})
+	url := "tcp://" + b.Addr()
+
+	_, err = connect(t, url, "", "", nil)
+	require.Error(t, err, "anonymous client")
+	_, err = connect(t, url, "base1", "wrong", nil)
+	require.Error(t, err, "wrong password")
+	_, err = connect(t, url, "ctl", "s3cret", nil)
+	require.Error(t, err, "the controller's user with a base's password")
+
+	ctl, err := connect(t, url, "ctl", "ctlpw", nil)
+	require.NoError(t, err)
+	heartbeats := make(chan string, 10)
+	require.NoError(t, wait(t, ctl.Subscribe("koupleless_e/+/base/heart", 1, func(_ paho.Client, m paho.Message) { heartbeats <- m.Topic() })))
+
+	base, err := connect(t, url, "base1", "s3cret", nil)
+	require.NoError(t, err)
+	commands := make(chan string, 10)
+	require.NoError(t, wait(t, base.Subscribe("koupleless_e/base1/+", 1, func(_ paho.Client, m paho.Message) { commands <- m.Topic() })))
+	require.NoError(t, wait(t, base.Publish("koupleless_e/base1/base/heart", 1, false, []byte("{}"))))
+	require.Equal(t, "koupleless_e/base1/base/heart", receive(t, heartbeats))
+	require.NoError(t, wait(t, ctl.Publish("koupleless_e/base1/installBiz", 1, false, []byte("{}"))))
+	require.Equal(t, "koupleless_e/base1/installBiz", receive(t, commands))
+
+	// A subscription wider than the base's own commands is refused.
+	tok := base.Subscribe("koupleless_e/+/installBiz", 1, func(paho.Client, paho.Message) {})
+	require.NoError(t, wait(t, tok))
+	require.Equal(t, []byte{0x80}, subackCodes(tok), "subscription outside the base's topics is refused")
+
+	// A QoS 1 heartbeat as another identity is refused: an MQTT 3.1.1 client is disconnected.
+	spoofer, err := connect(t, url, "base1", "s3cret", nil)
+	require.NoError(t, err)
+	require.Error(t, wait(t, spoofer.Publish("koupleless_e/base2/base/heart", 1, false, []byte("{}"))))
+	require.Eventually(t, func() bool { return !spoofer.IsConnectionOpen() }, 10*time.Second, 10*time.Millisecond)
+
+	// Nor may a base command a base.
+	other, err := connect(t, url, "base1", "s3cret", nil)
+	require.NoError(t, err)
+	_ = wait(t, other.Publish("koupleless_e/base1/installBiz", 1, false, []byte("{}")))
+	require.Eventually(t, func() bool { return !other.IsConnectionOpen() }, 10*time.Second, 10*time.Millisecond)
+
+	// The controller's own messages still flow, and nothing refused got through.
+	require.NoError(t, wait(t, base.Publish("koupleless_e/base1/base/heart", 1, false, []byte("{}"))))
+	require.Equal(t, "koupleless_e/base1/base/heart", receive(t, heartbeats))
+	require.Empty(t, heartbeats)
+	require.NoError(t, wait(t, ctl.Publish("koupleless_e/base1/health", 1, false, []byte("{}"))))
+	require.Equal(t, "koupleless_e/base1/health", receive(t, commands))
+	require.Empty(t, commands)
+}
+
+func subackCodes(tok paho.Token) []byte {
+	st, ok := tok.(*paho.SubscribeToken)
+	if !ok {
+		return nil
+	}
+	var codes []byte
+	for _, c := range st.Result() {
+		codes = append(codes, c)
+	}
+	return codes
+}
+
+func receive(t *testing.T, ch <-chan string) string {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("message not delivered")
+		return ""
+	}
+}
+
+func TestBrokerMaxPacketSize(t *testing.T) {
+	b := start(t, Config{Address: "127.0.0.1:0", MaxPacketSize: 4096})
+	c, err := connect(t, "tcp://"+b.Addr(), "", "", nil)
+	require.NoError(t, err)
+	roundTrip(t, c)
+	_ = wait(t, c.Publish("test/big", 1, false, make([]byte, 5000)))
+	require.Eventually(t, func() bool { return !c.IsConnectionOpen() }, 10*time.Second, 10*time.Millisecond,
+		"a client sending a packet over the limit is disconnected")
+
+	// Just under the limit passes.
+	c2, err := connect(t, "tcp://"+b.Addr(), "", "", nil)
+	require.NoError(t, err)
+	got := make(chan string, 1)
+	require.NoError(t, wait(t, c2.Subscribe("test/ok", 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() })))
+	require.NoError(t, wait(t, c2.Publish("test/ok", 1, false, make([]byte, 4000))))
+	require.Equal(t, "test/ok", receive(t, got))
+}
+
+func TestBrokerDefaultMaxPacketSize(t *testing.T) {
+	b := start(t, Config{Address: "127.0.0.1:0"})
+	c, err := connect(t, "tcp://"+b.Addr(), "", "", nil)
+	require.NoError(t, err)
+	_ = wait(t, c.Publish("test/big", 1, false, make([]byte, DefaultMaxPacketSize)))
+	require.Eventually(t, func() bool { return !c.IsConnectionOpen() }, 10*time.Second, 10*time.Millisecond)
+}
+
+func TestBrokerRetainNotStored(t *testing.T) {
+	b := start(t, Config{Address: "127.0.0.1:0"})
+	c, err := connect(t, "tcp://"+b.Addr(), "", "", nil)
+	require.NoError(t, err)
+	require.NoError(t, wait(t, c.Publish("koupleless_e/base1/installBiz", 1, true, []byte("{}"))))
+	// A subscriber arriving later gets nothing retained; a fresh publish
+	// after subscribing is delivered first, so nothing came before it.
+	got := make(chan string, 2)
+	require.NoError(t, wait(t, c.Subscribe("koupleless_e/base1/+", 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() })))
+	require.NoError(t, wait(t, c.Publish("koupleless_e/base1/health", 1, false, []byte("{}"))))
+	require.Equal(t, "koupleless_e/base1/health", receive(t, got))
+}
+
+func TestBrokerTLSWithLocalListener(t *testing.T) {
+	ca := certtest.NewCA(t, "test-ca")
+	_, _, serverCert := ca.Server("broker")
+	b := start(t, Config{Address: "127.0.0.1:0", LocalAddress: "127.0.0.1:0", Username: "ctl", Password: "pw",
+		TLS: &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}})
+	require.NotEmpty(t, b.LocalAddr())
+	require.NotEqual(t, b.Addr(), b.LocalAddr())
+	_, err := connect(t, "tcp://"+b.Addr(), "ctl", "pw", nil)
+	require.Error(t, err, "the main listener is TLS only")
+	c, err := connect(t, "tcp://"+b.LocalAddr(), "ctl", "pw", nil)
+	require.NoError(t, err)
+	roundTrip(t, c)
+	_, err = connect(t, "tcp://"+b.LocalAddr(), "", "", nil)
+	require.Error(t, err, "the local listener authenticates too")
+
+	_, err = New(Config{Address: "127.0.0.1:0", LocalAddress: ":0", Username: "u", Password: "p"})
+	require.ErrorContains(t, err, "not a loopback address")
 }

@@ -1,11 +1,20 @@
 // Package broker runs the MQTT broker that module-controller embeds by default,
 // so a single binary is enough to connect Koupleless bases. It wraps
-// github.com/mochi-mqtt/server/v2 with one TCP (optionally TLS) listener and
-// either no authentication or a single username/password pair.
+// github.com/mochi-mqtt/server/v2 with one TCP (optionally TLS) listener.
+//
+// It is closed by default: without credentials it admits anonymous clients
+// only on a loopback address (New refuses any other); with them it admits one
+// configured user (the controller's) and the users of a password file in
+// mosquitto_passwd format (the bases), re-read when it changes. An ACL in
+// Mosquitto's acl_file format (ParseACL, with %u and %c patterns) limits what
+// each client may publish and subscribe to. Every packet is bounded by
+// Config.MaxPacketSize before it is read, and retained messages are never
+// stored.
 //
 // The package knows nothing about the Koupleless protocol, Kubernetes or the
-// rest of the project: it moves MQTT packets only. It logs through
-// virtual-kubelet's log package, like the rest of the project.
+// rest of the project: it moves MQTT packets only; the caller supplies the
+// ACL. It logs through virtual-kubelet's log package, like the rest of the
+// project.
 //
 // Usage:
 //

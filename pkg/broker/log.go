@@ -31,10 +31,15 @@ func newSlogLogger(h *logHandler) *slog.Logger { return slog.New(h) }
 
 func (h *logHandler) setContext(ctx context.Context) { h.ctx.Store(&ctx) }
 
+// logger is the broker's own logger, for what the broker logs itself.
+func (h *logHandler) logger() vklog.Logger {
+	return vklog.G(*h.ctx.Load()).WithField("component", "mqtt-broker")
+}
+
 func (h *logHandler) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h *logHandler) Handle(_ context.Context, r slog.Record) error {
-	l := vklog.G(*h.ctx.Load()).WithField("component", "mqtt-broker")
+	l := h.logger()
 	if len(h.fields) > 0 {
 		l = l.WithFields(h.fields)
 	}

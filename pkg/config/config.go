@@ -45,6 +45,20 @@ const (
 	DefaultNodeStatusInterval = 5 * time.Minute
 	DefaultCommandTimeout     = 10 * time.Second
 	DefaultPeerReplicaSync    = true
+	DefaultMaxBases           = 10000
+	DefaultBaseMessageRate    = 20
+	DefaultBaseMessageBurst   = 200
+	DefaultMaxClockSkew       = 10 * time.Second
+)
+
+// Embedded broker security (issue 13).
+const (
+	// DefaultEmbeddedBrokerMaxPacketSize is pkg/broker.DefaultMaxPacketSize:
+	// 2 MiB, above the controller's 1 MiB decode cap.
+	DefaultEmbeddedBrokerMaxPacketSize = 2 << 20
+	// MQTTSecretName is the Secret the shipped manifests read MQTT_USERNAME
+	// and MQTT_PASSWORD from (keys username and password).
+	MQTTSecretName = "module-controller-mqtt"
 )
 
 // Options are every setting of module-controller.
@@ -73,6 +87,20 @@ type Options struct {
 	// MQTTMaxMessageBytes caps base payloads by topic suffix (e.g. "base/heart");
 	// suffixes not set keep the tunnel's defaults.
 	MQTTMaxMessageBytes map[string]int
+
+	// EmbeddedBrokerPasswordFile is a mosquitto_passwd file of base users for
+	// the embedded broker; each may use only the topics of the identity that
+	// is its user name.
+	EmbeddedBrokerPasswordFile string
+	// EmbeddedBrokerMaxPacketSize is the largest MQTT packet the embedded
+	// broker reads, in bytes.
+	EmbeddedBrokerMaxPacketSize int
+	// EmbeddedBrokerTLSCertPath and EmbeddedBrokerTLSKeyPath, when set, make
+	// the embedded broker's listener TLS only.
+	EmbeddedBrokerTLSCertPath, EmbeddedBrokerTLSKeyPath string
+	// EmbeddedBrokerClientCAPath, when set, makes the embedded broker require
+	// client certificates signed by this CA (mTLS).
+	EmbeddedBrokerClientCAPath string
 
 	// Kubeconfig is the kubeconfig path; empty means $KUBECONFIG, ~/.kube/config or in-cluster.
 	Kubeconfig string
@@ -118,6 +146,16 @@ type Options struct {
 	// Version prints the version and exits.
 	Version bool
 
+	// MaxBases caps the bases this replica serves.
+	MaxBases int
+	// BaseMessageRate and BaseMessageBurst bound the messages accepted per
+	// base (token bucket).
+	BaseMessageRate  float64
+	BaseMessageBurst int
+	// MaxClockSkew is how far ahead of the controller's clock a base's
+	// timestamps may be.
+	MaxClockSkew time.Duration
+
 	// envErrors are environment values that could not be parsed.
 	envErrors []error
 }
@@ -142,6 +180,11 @@ var settings = []setting{
 	{"mqtt-client-key-path", "MQTT_CLIENT_KEY_PATH"},
 	{"embedded-broker-address", "EMBEDDED_BROKER_ADDRESS"},
 	{"message-max-age", "MESSAGE_MAX_AGE"},
+	{"embedded-broker-password-file", "EMBEDDED_BROKER_PASSWORD_FILE"},
+	{"embedded-broker-max-packet-size", "EMBEDDED_BROKER_MAX_PACKET_SIZE"},
+	{"embedded-broker-tls-crt-path", "EMBEDDED_BROKER_TLS_CRT_PATH"},
+	{"embedded-broker-tls-key-path", "EMBEDDED_BROKER_TLS_KEY_PATH"},
+	{"embedded-broker-client-ca-path", "EMBEDDED_BROKER_CLIENT_CA_PATH"},
 	{"kubeconfig", "KUBECONFIG"},
 	{"kube-api-qps", "KUBE_API_QPS"},
 	{"kube-api-burst", "KUBE_API_BURST"},
@@ -164,6 +207,10 @@ var settings = []setting{
 	{"pod-workers", "VNODE_WORKER_NUM"},
 	{"node-status-interval", "NODE_STATUS_INTERVAL"},
 	{"command-timeout", "COMMAND_TIMEOUT"},
+	{"max-bases", "MAX_BASES"},
+	{"base-message-rate", "BASE_MESSAGE_RATE"},
+	{"base-message-burst", "BASE_MESSAGE_BURST"},
+	{"max-clock-skew", "MAX_CLOCK_SKEW"},
 }
 
 // AddFlags registers every setting on fs with its default. Each help text
@@ -180,6 +227,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.MQTTClientCertPath, "mqtt-client-crt-path", "", "PEM client certificate for brokers that require one")
 	fs.StringVar(&o.MQTTClientKeyPath, "mqtt-client-key-path", "", "PEM key of the client certificate")
 	fs.StringVar(&o.EmbeddedBrokerAddress, "embedded-broker-address", DefaultEmbeddedBroker, "listen address of the embedded broker (used when --mqtt-broker is empty)")
+	fs.StringVar(&o.EmbeddedBrokerPasswordFile, "embedded-broker-password-file", "", "mosquitto_passwd file of base users for the embedded broker, re-read when it changes; a base's user name is its identity and it may use only that identity's topics")
+	fs.IntVar(&o.EmbeddedBrokerMaxPacketSize, "embedded-broker-max-packet-size", DefaultEmbeddedBrokerMaxPacketSize, "largest MQTT packet in bytes the embedded broker reads; a client sending a larger one is disconnected")
+	fs.StringVar(&o.EmbeddedBrokerTLSCertPath, "embedded-broker-tls-crt-path", "", "PEM server certificate of the embedded broker; makes its listener TLS only")
+	fs.StringVar(&o.EmbeddedBrokerTLSKeyPath, "embedded-broker-tls-key-path", "", "PEM key of the embedded broker's server certificate")
+	fs.StringVar(&o.EmbeddedBrokerClientCAPath, "embedded-broker-client-ca-path", "", "PEM CA; the embedded broker then requires client certificates it signed (mTLS)")
 	fs.DurationVar(&o.MessageMaxAge, "message-max-age", DefaultMessageMaxAge, "drop base messages published longer ago than this (base and controller clocks must agree)")
 	fs.StringToIntVar(&o.MQTTMaxMessageBytes, "mqtt-max-message-bytes", nil, "drop base payloads over this many bytes before decoding, by topic suffix, e.g. base/heart=16384,base/health=262144; unset: heart and queryBaseline 16 KiB, health, simpleBiz and biz 256 KiB, bizOperation 512 KiB, batchInstallBizResponse 1 MiB")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (or several, joined like $PATH); empty uses ~/.kube/config, then the in-cluster config")
@@ -202,6 +254,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LogLevel, "log-level", DefaultLogLevel, "log level: trace, debug, info, warn or error")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
 	fs.StringVar(&o.LogFormat, "log-format", DefaultLogFormat, "log format: text or json")
+	fs.IntVar(&o.MaxBases, "max-bases", DefaultMaxBases, "most bases this replica serves; heartbeats of further new bases are rejected and counted")
+	fs.Float64Var(&o.BaseMessageRate, "base-message-rate", DefaultBaseMessageRate, "messages per second accepted from one base; the excess is dropped and counted")
+	fs.IntVar(&o.BaseMessageBurst, "base-message-burst", DefaultBaseMessageBurst, "burst of messages accepted from one base above --base-message-rate")
+	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", DefaultMaxClockSkew, "how far ahead of this clock a base's timestamps may be: later biz lists are clamped, later results dropped")
 	fs.IntVar(&o.PodWorkers, "pod-workers", DefaultPodWorkers, "pod sync workers per virtual node")
 	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", DefaultNodeStatusInterval, "rewrite an unchanged node status this often (changes are written at once)")
 	fs.DurationVar(&o.CommandTimeout, "command-timeout", DefaultCommandTimeout, "give up publishing one command to a base after this long")
@@ -249,8 +305,17 @@ func (o *Options) Validate() error {
 		if o.MQTTPort < 1 || o.MQTTPort > 65535 {
 			errs = append(errs, fmt.Errorf("--mqtt-port %d is not a port", o.MQTTPort))
 		}
-	} else if _, _, err := net.SplitHostPort(o.EmbeddedBrokerAddress); err != nil {
-		errs = append(errs, fmt.Errorf("--embedded-broker-address %q: %w", o.EmbeddedBrokerAddress, err))
+	} else {
+		errs = append(errs, o.validateEmbeddedBroker()...)
+	}
+	if o.MaxBases < 1 {
+		errs = append(errs, fmt.Errorf("--max-bases %d must be positive", o.MaxBases))
+	}
+	if o.BaseMessageRate <= 0 || o.BaseMessageBurst < 1 {
+		errs = append(errs, fmt.Errorf("--base-message-rate %g and --base-message-burst %d must be positive", o.BaseMessageRate, o.BaseMessageBurst))
+	}
+	if o.MaxClockSkew < 0 {
+		errs = append(errs, fmt.Errorf("--max-clock-skew %s must not be negative", o.MaxClockSkew))
 	}
 	if (o.MQTTClientCertPath == "") != (o.MQTTClientKeyPath == "") {
 		errs = append(errs, errors.New("--mqtt-client-crt-path and --mqtt-client-key-path go together"))
@@ -314,6 +379,58 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--log-level %q is not one of trace, debug, info, warn, error", o.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// validateEmbeddedBroker checks the embedded broker's settings: it never
+// serves anonymous clients on an address other hosts can reach.
+func (o *Options) validateEmbeddedBroker() []error {
+	var errs []error
+	host, _, err := net.SplitHostPort(o.EmbeddedBrokerAddress)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--embedded-broker-address %q: %w", o.EmbeddedBrokerAddress, err))
+	} else if o.MQTTUsername == "" && !isLoopback(host) {
+		errs = append(errs, fmt.Errorf("the embedded broker would listen on %q, which other hosts can reach, without credentials: "+
+			"set MQTT_USERNAME and MQTT_PASSWORD (the shipped manifests read them from Secret %s in the controller's namespace, keys username and password: "+
+			"kubectl -n module-controller create secret generic %s --from-literal=username=module-controller --from-literal=password=\"$(head -c 32 /dev/urandom | base64)\"), "+
+			"or listen on loopback only (--embedded-broker-address=127.0.0.1:1883); see the \"Security model\" of docs/operations.md",
+			o.EmbeddedBrokerAddress, MQTTSecretName, MQTTSecretName))
+	}
+	if o.MQTTUsername != "" && o.MQTTPassword == "" {
+		errs = append(errs, errors.New("the embedded broker needs a password for --mqtt-username (MQTT_PASSWORD)"))
+	}
+	if o.EmbeddedBrokerPasswordFile != "" && o.MQTTUsername == "" {
+		errs = append(errs, errors.New("--embedded-broker-password-file needs the controller's own user: set --mqtt-username and --mqtt-password"))
+	}
+	// MQTT's own limit is 268,435,455 bytes (a remaining length of 4 bytes).
+	if o.EmbeddedBrokerMaxPacketSize < 1024 || o.EmbeddedBrokerMaxPacketSize > 268435455 {
+		errs = append(errs, fmt.Errorf("--embedded-broker-max-packet-size %d must be at least 1024 and at most 268435455", o.EmbeddedBrokerMaxPacketSize))
+	}
+	if (o.EmbeddedBrokerTLSCertPath == "") != (o.EmbeddedBrokerTLSKeyPath == "") {
+		errs = append(errs, errors.New("--embedded-broker-tls-crt-path and --embedded-broker-tls-key-path go together"))
+	}
+	if o.EmbeddedBrokerClientCAPath != "" && o.EmbeddedBrokerTLSCertPath == "" {
+		errs = append(errs, errors.New("--embedded-broker-client-ca-path needs TLS: set --embedded-broker-tls-crt-path"))
+	}
+	for name, path := range map[string]string{"--embedded-broker-tls-crt-path": o.EmbeddedBrokerTLSCertPath,
+		"--embedded-broker-tls-key-path": o.EmbeddedBrokerTLSKeyPath, "--embedded-broker-client-ca-path": o.EmbeddedBrokerClientCAPath} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	return errs
+}
+
+// isLoopback reports whether a listen host reaches this machine only (as
+// pkg/broker.IsLoopback): "localhost" or a loopback IP; "" is every interface.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // BrokerURL returns the external broker as a URL: tcp://host:port, or

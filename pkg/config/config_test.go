@@ -103,3 +103,38 @@ func TestMQTTMaxMessageBytes(t *testing.T) {
 	o = parse(t, []string{"--mqtt-max-message-bytes=base/heart=0"}, nil)
 	require.ErrorContains(t, o.Validate(), "--mqtt-max-message-bytes base/heart=0")
 }
+
+func TestEmbeddedBrokerClosedByDefault(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		wants []string // substrings of the error; none: valid
+	}{
+		{name: "default: loopback without credentials"},
+		{name: "IPv6 loopback", args: []string{"--embedded-broker-address=[::1]:1883"}},
+		{name: "every interface without credentials", env: map[string]string{"EMBEDDED_BROKER_ADDRESS": ":1883"},
+			wants: []string{"other hosts can reach", "Secret " + MQTTSecretName, "kubectl -n module-controller create secret generic " + MQTTSecretName, "127.0.0.1:1883"}},
+		{name: "every interface with credentials", env: map[string]string{"EMBEDDED_BROKER_ADDRESS": ":1883", "MQTT_USERNAME": "c", "MQTT_PASSWORD": "p"}},
+		{name: "user without password", args: []string{"--mqtt-username=c"}, wants: []string{"needs a password"}},
+		{name: "external broker without credentials", args: []string{"--mqtt-broker=b.example", "--embedded-broker-address=:1883"}},
+		{name: "password file without the controller's user", args: []string{"--embedded-broker-password-file=/etc/passwd"},
+			wants: []string{"needs the controller's own user"}},
+		{name: "tiny packets", args: []string{"--embedded-broker-max-packet-size=10"}, wants: []string{"at least 1024"}},
+		{name: "packets over MQTT's limit", args: []string{"--embedded-broker-max-packet-size=5000000000"}, wants: []string{"at most 268435455"}},
+		{name: "tls cert without key", args: []string{"--embedded-broker-tls-crt-path=/nonexistent"}, wants: []string{"go together", "/nonexistent"}},
+		{name: "client ca without tls", args: []string{"--embedded-broker-client-ca-path=" + t.TempDir()}, wants: []string{"needs TLS"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := parse(t, tc.args, tc.env).Validate()
+			if len(tc.wants) == 0 {
+				require.NoError(t, err)
+				return
+			}
+			for _, want := range tc.wants {
+				require.ErrorContains(t, err, want)
+			}
+		})
+	}
+}

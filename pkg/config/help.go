@@ -25,12 +25,17 @@ var Groups = []Group{
 		"mqtt-client-crt-path", "mqtt-client-key-path", "mqtt-client-prefix", "client-id",
 		"embedded-broker-address", "message-max-age", "mqtt-max-message-bytes", "command-timeout",
 	}},
+	{"Embedded MQTT broker security", []string{
+		"embedded-broker-password-file", "embedded-broker-max-packet-size", "embedded-broker-tls-crt-path",
+		"embedded-broker-tls-key-path", "embedded-broker-client-ca-path",
+	}},
 	{"Kubernetes API", []string{"kubeconfig", "kube-api-qps", "kube-api-burst"}},
 	{"Virtual nodes", []string{
 		"unreachable-after", "remove-after", "health-interval", "node-lease-duration",
 		"lease-renew-interval", "node-status-interval", "max-pods", "env-taint",
 	}},
 	{"Module pods", []string{"install-timeout", "query-interval", "uninstall-orphans", "pod-workers", "peer-replica-sync"}},
+	{"Limits", []string{"max-bases", "base-message-rate", "base-message-burst", "max-clock-skew"}},
 	{"Serving and logging", []string{"metrics-address", "health-address", "pprof-address", "log-level", "log-format", "version"}},
 }
 

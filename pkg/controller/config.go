@@ -28,6 +28,10 @@ const (
 	DefaultPodWorkers         = 2
 	DefaultQueryInterval      = 15 * time.Second
 	DefaultInstallTimeout     = 30 * time.Second
+	DefaultMaxBases           = 10000
+	DefaultMaxClockSkew       = 10 * time.Second
+	DefaultBaseMessageRate    = 20
+	DefaultBaseMessageBurst   = 200
 )
 
 // Ownership decides which bases this replica serves. The controller asks it
@@ -86,6 +90,16 @@ type Config struct {
 	UninstallOrphans bool
 	// PodWorkers is the number of pod sync workers per virtual node.
 	PodWorkers int
+	// MaxBases caps the bases served; heartbeats of further new bases are
+	// rejected and counted.
+	MaxBases int
+	// MaxClockSkew is how far ahead of this clock a base's timestamp may be:
+	// later biz lists are clamped to it, later results dropped.
+	MaxClockSkew time.Duration
+	// BaseMessageRate and BaseMessageBurst bound the messages accepted from
+	// one base per second (a token bucket); the excess is dropped and counted.
+	BaseMessageRate  float64
+	BaseMessageBurst int
 
 	// Ownership decides which bases this replica serves; nil serves all.
 	Ownership Ownership
@@ -118,6 +132,16 @@ func (c Config) withDefaults() Config {
 	if c.Arch == "" {
 		c.Arch = DefaultArch
 	}
+	setDuration(&c.MaxClockSkew, DefaultMaxClockSkew)
+	if c.MaxBases == 0 {
+		c.MaxBases = DefaultMaxBases
+	}
+	if c.BaseMessageRate == 0 {
+		c.BaseMessageRate = DefaultBaseMessageRate
+	}
+	if c.BaseMessageBurst == 0 {
+		c.BaseMessageBurst = DefaultBaseMessageBurst
+	}
 	if c.PodWorkers == 0 {
 		c.PodWorkers = DefaultPodWorkers
 	}
@@ -147,6 +171,12 @@ func (c Config) validate() error {
 	}
 	if c.LeaseRenewInterval >= c.NodeLeaseDuration {
 		errs = append(errs, fmt.Errorf("lease renew interval %s must be shorter than the lease duration %s", c.LeaseRenewInterval, c.NodeLeaseDuration))
+	}
+	if c.MaxBases < 1 {
+		errs = append(errs, fmt.Errorf("max bases %d must be positive", c.MaxBases))
+	}
+	if c.BaseMessageRate < 0 || c.BaseMessageBurst < 1 {
+		errs = append(errs, fmt.Errorf("base message rate %g must not be negative and burst %d must be positive", c.BaseMessageRate, c.BaseMessageBurst))
 	}
 	if c.MaxPods < 1 {
 		errs = append(errs, fmt.Errorf("max pods %d must be positive", c.MaxPods))

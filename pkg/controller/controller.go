@@ -3,11 +3,14 @@ package controller
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/log"
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -39,6 +42,22 @@ type Controller struct {
 	// removing holds, per base, a channel closed once its old node is deleted;
 	// touched only by the Run goroutine.
 	removing map[string]chan struct{}
+	// finished receives the bases of removing whose wait is over.
+	finished chan finishedBase
+	// crashed receives a base whose goroutines panicked, to tear down.
+	crashed chan *vnode
+	// newBases rate-limits messages from identities not served yet, which
+	// have no limiter of their own: a flood of made-up identities costs one
+	// bucket, not one map entry each.
+	newBases *rate.Limiter
+	// disrupted is true while the tunnel is disrupted (see checkDisruption);
+	// touched only by the Run goroutine, mirrored in disruptedFlag.
+	disrupted     bool
+	disruptedFlag atomic.Bool
+	// inflight holds the background commands being sent, by base and kind,
+	// so a slow or absent broker does not pile them up.
+	inflightMu sync.Mutex
+	inflight   map[string]struct{}
 	// wg tracks the goroutines of every vnode.
 	wg sync.WaitGroup
 	// ready is closed once existing nodes were adopted and events flow.
@@ -64,6 +83,10 @@ func New(cfg Config) (*Controller, error) {
 		metrics:  m,
 		bases:    map[string]*vnode{},
 		removing: map[string]chan struct{}{},
+		crashed:  make(chan *vnode, 16),
+		finished: make(chan finishedBase),
+		newBases: rate.NewLimiter(newBaseRate, newBaseBurst),
+		inflight: map[string]struct{}{},
 
 		unusedInformers: informers.NewSharedInformerFactory(cfg.Client, 0),
 		ready:           make(chan struct{}),
@@ -100,7 +123,16 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 			return nil
 		case ev := <-c.cfg.Tunnel.Events():
-			c.handle(ctx, ev)
+			c.handleSafely(ctx, ev)
+		case f := <-c.finished:
+			if c.removing[f.baseID] == f.gone {
+				delete(c.removing, f.baseID)
+				c.metrics.removing.Set(float64(len(c.removing)))
+			}
+		case v := <-c.crashed:
+			if c.bases[v.baseID] == v {
+				c.tearDown(ctx, v, "its goroutines panicked")
+			}
 		case <-ticker.C():
 			c.checkLiveness(ctx)
 		}
@@ -127,11 +159,37 @@ func (c *Controller) adoptNodes(ctx context.Context) error {
 		}
 		c.startBase(ctx, baseID, baseInfoFromNode(n), provider.Readiness{
 			Reachable: true,
+			Waiting:   true,
 			Reason:    provider.ReasonBaseAdopted,
 			Message:   "controller restarted; waiting for the base's next heartbeat",
 		})
 	}
 	return nil
+}
+
+// Rate of messages accepted from identities not served yet (new bases'
+// first heartbeats and baseline queries), all together.
+const (
+	newBaseRate  = 500
+	newBaseBurst = 2000
+)
+
+// handleSafely applies one tunnel event; a panic tears down only the base
+// the event came from.
+func (c *Controller) handleSafely(ctx context.Context, ev tunnel.Event) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		c.metrics.panics.Inc()
+		log.G(ctx).WithField("base", ev.Base()).WithField("event", fmt.Sprintf("%T", ev)).
+			WithField("panic", fmt.Sprint(r)).WithField("stack", string(debug.Stack())).Error("handling a base event panicked")
+		if v, ok := c.bases[ev.Base()]; ok {
+			c.tearDown(ctx, v, "handling its event panicked")
+		}
+	}()
+	c.handle(ctx, ev)
 }
 
 // handle applies one tunnel event.
@@ -140,6 +198,28 @@ func (c *Controller) handle(ctx context.Context, ev tunnel.Event) {
 	if !c.cfg.Ownership.Owns(baseID) {
 		return
 	}
+	now := c.cfg.Clock.Now()
+	v, served := c.bases[baseID]
+	limiter := c.newBases
+	if served {
+		limiter = v.limiter
+	} else {
+		switch ev.(type) {
+		case tunnel.BaseHeartbeat, tunnel.BaselineQuery:
+		default:
+			return // nothing to apply it to
+		}
+	}
+	if !limiter.AllowN(now, 1) {
+		c.metrics.dropped.WithLabelValues("rate_limited").Inc()
+		log.G(ctx).WithField("base", baseID).WithField("event", fmt.Sprintf("%T", ev)).Debug("dropped a base message: rate limit")
+		return
+	}
+	// A timestamp ahead of this clock would make the next, real messages
+	// look stale: biz lists are clamped, and results (which decide a pod's
+	// state on their own) are dropped; the next biz list settles them.
+	latest := now.Add(c.cfg.MaxClockSkew)
+	future := ev.Published().After(latest)
 	switch e := ev.(type) {
 	case tunnel.BaseHeartbeat:
 		c.metrics.heartbeats.Inc()
@@ -147,41 +227,50 @@ func (c *Controller) handle(ctx context.Context, ev tunnel.Event) {
 	case tunnel.BaseHealth:
 		c.onHealth(ctx, e)
 	case tunnel.BizStatus:
-		if v, ok := c.bases[baseID]; ok {
-			v.provider.OnBizStatus(e.Bizs, e.PublishedAt)
-		}
+		v.provider.OnBizStatus(e.Bizs, minTime(e.PublishedAt, latest))
 	case tunnel.BizOperationResult:
-		if v, ok := c.bases[baseID]; ok {
-			v.provider.OnBizOperation(e.Operation, e.PublishedAt)
+		if future {
+			c.dropFuture(ctx, baseID, e.PublishedAt)
+			return
 		}
+		v.provider.OnBizOperation(e.Operation, e.PublishedAt)
 	case tunnel.BatchInstallResult:
-		if v, ok := c.bases[baseID]; ok {
-			v.provider.OnBatchInstall(e.Result, e.PublishedAt)
+		if future {
+			c.dropFuture(ctx, baseID, e.PublishedAt)
+			return
 		}
+		v.provider.OnBatchInstall(e.Result, e.PublishedAt)
 	case tunnel.BaselineQuery:
 		c.onBaselineQuery(ctx, e)
 	}
 }
 
+// dropFuture counts a result stamped ahead of this clock by more than the
+// allowed skew.
+func (c *Controller) dropFuture(ctx context.Context, baseID string, at time.Time) {
+	c.metrics.unsolicited.Inc()
+	log.G(ctx).WithField("base", baseID).WithField("publishedAt", at).Warn("dropped a result stamped in the future; check the base's clock")
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return b
+	}
+	return a
+}
+
 // onBaselineQuery answers a base that just started with the bizs of the pods
-// bound to its node, which it installs as one batch.
+// bound to its node, which it installs as one batch. A base not served has
+// no node, so no pods: its baseline is empty. (An identity whose old node is
+// still being removed has its pods deleted with it.)
 func (c *Controller) onBaselineQuery(ctx context.Context, e tunnel.BaselineQuery) {
 	c.metrics.baselines.Inc()
+	bizs := []protocol.BizModel{}
 	if v, ok := c.bases[e.BaseID]; ok {
-		bizs := v.provider.Baseline()
-		log.G(ctx).WithField("base", e.BaseID).WithField("bizs", len(bizs)).Info("base started; sending its baseline")
-		c.send(ctx, e.BaseID, "baseline", func(ctx context.Context) error {
-			return c.cfg.Tunnel.SendBaseline(ctx, e.BaseID, bizs)
-		})
-		return
+		bizs = v.provider.Baseline()
 	}
-	// A base not served yet: its node may still have pods bound from before.
+	log.G(ctx).WithField("base", e.BaseID).WithField("bizs", len(bizs)).Info("base started; sending its baseline")
 	c.send(ctx, e.BaseID, "baseline", func(ctx context.Context) error {
-		bizs, err := c.boundBizs(ctx, protocol.NodeName(c.cfg.Env, e.BaseID))
-		if err != nil {
-			return err
-		}
-		log.G(ctx).WithField("base", e.BaseID).WithField("bizs", len(bizs)).Info("new base; sending its baseline")
 		return c.cfg.Tunnel.SendBaseline(ctx, e.BaseID, bizs)
 	})
 }
@@ -197,6 +286,11 @@ func (c *Controller) onHeartbeat(ctx context.Context, e tunnel.BaseHeartbeat) {
 		return
 	}
 	if !known {
+		if len(c.bases) >= c.cfg.MaxBases {
+			c.metrics.rejected.WithLabelValues("max_bases").Inc()
+			log.G(ctx).WithField("base", e.BaseID).WithField("maxBases", c.cfg.MaxBases).Warn("rejected a new base: this replica serves the maximum number of bases")
+			return
+		}
 		c.startBase(ctx, e.BaseID, provider.BaseInfo{Status: e.Status}, readyReadiness)
 		return
 	}
@@ -245,12 +339,16 @@ func (c *Controller) markAlive(ctx context.Context, v *vnode) {
 }
 
 // checkLiveness marks silent bases unreachable, removes the ones silent for
-// too long and asks the others for their health.
+// too long and asks the others for their health. While the tunnel is
+// disrupted nobody is judged.
 func (c *Controller) checkLiveness(ctx context.Context) {
 	now := c.cfg.Clock.Now()
+	c.checkDisruption(ctx, now)
 	for _, v := range c.bases {
 		silent := now.Sub(v.lastSeen)
 		switch {
+		case c.disrupted:
+			// Silence says nothing about a base now.
 		case silent >= c.cfg.RemoveAfter:
 			c.removeBase(ctx, v, "BaseGone", fmt.Sprintf("no heartbeat or health reply for %s", silent.Round(time.Second)))
 			continue
@@ -278,12 +376,126 @@ func (c *Controller) checkLiveness(ctx context.Context) {
 	}
 }
 
+// forgetWhenDone hands gone to Run once it is closed, so that the base's
+// entry in removing does not outlive the identity.
+func (c *Controller) forgetWhenDone(ctx context.Context, baseID string, gone chan struct{}) {
+	select {
+	case <-gone:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case c.finished <- finishedBase{baseID, gone}:
+	case <-ctx.Done():
+	}
+}
+
+// finishedBase is a base whose old node or goroutines are gone.
+type finishedBase struct {
+	baseID string
+	gone   chan struct{}
+}
+
+// Disruption thresholds: with at least disruptionMinBases served, more than
+// disruptionSilentShare of them silent past the unreachable window at once
+// means the path to them broke, not the bases. (The node lifecycle
+// controller's full-disruption mode reasons the same way about kubelets.)
+const (
+	disruptionMinBases    = 3
+	disruptionSilentShare = 0.55
+)
+
+// Disrupted reports whether the tunnel is disrupted right now: while it is,
+// no base is marked unreachable or removed and no command is sent to a base
+// that has not been heard from since.
+func (c *Controller) Disrupted() bool { return c.disruptedFlag.Load() }
+
+// disruption returns why the tunnel is disrupted, or "" if it is not.
+func (c *Controller) disruption(now time.Time) string {
+	if !c.cfg.Tunnel.Connected() {
+		return "the controller is not connected to the MQTT broker"
+	}
+	if len(c.bases) < disruptionMinBases {
+		return ""
+	}
+	silent := 0
+	for _, v := range c.bases {
+		if now.Sub(v.lastSeen) > c.cfg.UnreachableAfter {
+			silent++
+		}
+	}
+	if float64(silent) > disruptionSilentShare*float64(len(c.bases)) {
+		return fmt.Sprintf("%d of %d bases went silent at once", silent, len(c.bases))
+	}
+	return ""
+}
+
+// checkDisruption enters or leaves tunnel disruption mode. Entering holds
+// every reachable base's node Ready (its last known state) with commands
+// waiting; leaving gives every base a fresh heartbeat window and holds its
+// commands until its first sign of life, which also asks for its biz list.
+func (c *Controller) checkDisruption(ctx context.Context, now time.Time) {
+	why := c.disruption(now)
+	switch {
+	case why != "" && !c.disrupted:
+		c.disrupted = true
+		c.disruptedFlag.Store(true)
+		c.metrics.disrupted.Set(1)
+		c.metrics.disruptions.Inc()
+		log.G(ctx).WithField("reason", why).WithField("bases", len(c.bases)).
+			Warn("tunnel disrupted: holding every node as it is; nothing is marked unreachable or removed until it returns")
+		msg := "tunnel disrupted (" + why + "); showing the base's last known state"
+		for _, v := range c.bases {
+			v.adopted = true
+			if v.reachable {
+				v.provider.SetReadiness(provider.Readiness{Reachable: true, Waiting: true, Reason: provider.ReasonTunnelDisrupted, Message: msg})
+			}
+		}
+	case why == "" && c.disrupted:
+		c.disrupted = false
+		c.disruptedFlag.Store(false)
+		c.metrics.disrupted.Set(0)
+		log.G(ctx).WithField("bases", len(c.bases)).Info("tunnel restored: every base gets a full heartbeat window")
+		msg := "tunnel restored; waiting for the base's next heartbeat"
+		for _, v := range c.bases {
+			if now.Sub(v.lastSeen) <= c.cfg.UnreachableAfter {
+				continue // heard from meanwhile: already judged live
+			}
+			v.lastSeen = now
+			v.lastHealthQuery = time.Time{}
+			if v.reachable {
+				v.provider.SetReadiness(provider.Readiness{Reachable: true, Waiting: true, Reason: provider.ReasonTunnelRestored, Message: msg})
+			}
+		}
+	}
+}
+
 // send runs one tunnel command in the background, bounded by the command
-// timeout, and logs a failure.
+// timeout, and logs a failure. A command of the same kind still being sent
+// to the base makes this one redundant: it is skipped.
 func (c *Controller) send(ctx context.Context, baseID, what string, cmd func(context.Context) error) {
+	key := baseID + "/" + what
+	c.inflightMu.Lock()
+	_, busy := c.inflight[key]
+	if !busy {
+		c.inflight[key] = struct{}{}
+	}
+	c.inflightMu.Unlock()
+	if busy {
+		return
+	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		defer func() {
+			c.inflightMu.Lock()
+			delete(c.inflight, key)
+			c.inflightMu.Unlock()
+			if r := recover(); r != nil {
+				c.metrics.panics.Inc()
+				log.G(ctx).WithField("base", baseID).WithField("command", what).WithField("panic", fmt.Sprint(r)).Error("sending a command panicked")
+			}
+		}()
 		ctx, cancel := context.WithTimeout(ctx, c.cfg.CommandTimeout)
 		defer cancel()
 		if err := cmd(ctx); err != nil && ctx.Err() == nil {

@@ -33,6 +33,13 @@ type fixture struct {
 	ctrl    *Controller
 	reg     *prometheus.Registry
 	stopped chan struct{}
+	cancel  context.CancelFunc
+}
+
+// stop stops the controller and waits until Run returned.
+func (f *fixture) stop() {
+	f.cancel()
+	<-f.stopped
 }
 
 func newFixture(t *testing.T, mod func(*Config), objects ...corev1.Node) *fixture {
@@ -60,6 +67,7 @@ func newFixture(t *testing.T, mod func(*Config), objects ...corev1.Node) *fixtur
 	require.NoError(t, err)
 	f.ctrl = ctrl
 	ctx, cancel := context.WithCancel(t.Context())
+	f.cancel = cancel
 	go func() {
 		defer close(f.stopped)
 		require.NoError(t, ctrl.Run(ctx))
@@ -309,8 +317,23 @@ func TestAdoptedSilentBaseIsRemovedAfterFullWindow(t *testing.T) {
 	}}
 	f := newFixture(t, nil, existing)
 	f.node(existing.Name, isReady(corev1.ConditionTrue, provider.ReasonBaseAdopted))
-	f.advance(DefaultRemoveAfter)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "on-base", Namespace: "a", UID: "u1"}, Spec: corev1.PodSpec{NodeName: existing.Name}}
+	_, err := f.client.CoreV1().Pods("a").Create(t.Context(), pod, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	// Not judged before its full window has passed...
+	f.advance(DefaultRemoveAfter - DefaultCheckInterval)
+	f.node(existing.Name, isReady(corev1.ConditionUnknown, provider.ReasonBaseUnreachable))
+	_, err = f.client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(t.Context(), existing.Name, metav1.GetOptions{})
+	require.NoError(t, err, "the lease stays while the node does")
+
+	// ...and removed with its lease and pods once it has.
+	f.stepUntil(time.Second, func() bool { return !f.nodeExists(existing.Name) })
 	f.nodeGone(existing.Name)
+	require.Eventually(t, func() bool {
+		_, err := f.client.CoreV1().Pods("a").Get(t.Context(), "on-base", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	}, waitFor, 10*time.Millisecond, "the node's pods go with it")
 }
 
 func TestDuplicateIdentityIsReported(t *testing.T) {

@@ -2,11 +2,15 @@ package controller
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/log"
 	"github.com/virtual-kubelet/virtual-kubelet/node"
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,11 +36,15 @@ type vnode struct {
 	done     chan struct{} // closed when the base's goroutines ended
 	removed  chan struct{} // closed when its node and lease are deleted
 
+	registerOnce sync.Once
+	registered   chan struct{} // closed once its node was first registered
+
+	limiter             *rate.Limiter // bounds the messages accepted from the base
 	lastSeen            time.Time
 	lastHealthQuery     time.Time
 	lastQuery           time.Time
 	reachable           bool
-	adopted             bool   // adopted on start, no sign of life seen yet
+	adopted             bool   // waiting for a first sign of life (after a restart or a tunnel disruption)
 	instance            string // address/host of the process behind the identity
 	lastDuplicateReport time.Time
 }
@@ -49,6 +57,27 @@ func (v *vnode) nodeRef() *corev1.ObjectReference {
 // stop cancels the base's goroutines without waiting for them.
 func (v *vnode) stop() { v.cancel() }
 
+// markRegistered records that the node exists; it reports whether this is
+// the first time.
+func (v *vnode) markRegistered() bool {
+	first := false
+	v.registerOnce.Do(func() {
+		first = true
+		close(v.registered)
+	})
+	return first
+}
+
+// isRegistered reports whether the node was registered once.
+func (v *vnode) isRegistered() bool {
+	select {
+	case <-v.registered:
+		return true
+	default:
+		return false
+	}
+}
+
 // startBase starts serving a base: its provider, node controller and lease.
 func (c *Controller) startBase(ctx context.Context, baseID string, info provider.BaseInfo, r provider.Readiness) {
 	p, err := provider.New(provider.Config{
@@ -60,17 +89,19 @@ func (c *Controller) startBase(ctx context.Context, baseID string, info provider
 			Arch:              c.cfg.Arch,
 			EnvTaint:          c.cfg.EnvTaint,
 		},
-		Base:             info,
-		Readiness:        r,
-		Tunnel:           c.cfg.Tunnel,
-		Events:           c.recorder,
-		Clock:            c.cfg.Clock,
-		ReleasePod:       c.releasePod,
-		InstallTimeout:   c.cfg.InstallTimeout,
-		CommandTimeout:   c.cfg.CommandTimeout,
-		UninstallOrphans: c.cfg.UninstallOrphans,
-		OrphanBizs:       c.metrics.orphans,
-		AwaitPodSync:     true,
+		Base:               info,
+		Readiness:          r,
+		Tunnel:             c.cfg.Tunnel,
+		Events:             c.recorder,
+		Clock:              c.cfg.Clock,
+		ReleasePod:         c.releasePod,
+		InstallTimeout:     c.cfg.InstallTimeout,
+		CommandTimeout:     c.cfg.CommandTimeout,
+		UninstallOrphans:   c.cfg.UninstallOrphans,
+		OrphanBizs:         c.metrics.orphans,
+		UnsolicitedResults: c.metrics.unsolicited,
+		DroppedCommands:    c.metrics.droppedCommands,
+		AwaitPodSync:       true,
 	})
 	if err != nil {
 		log.G(ctx).WithField("base", baseID).WithError(err).Warn("cannot serve base")
@@ -78,20 +109,23 @@ func (c *Controller) startBase(ctx context.Context, baseID string, info provider
 	}
 	vctx, cancel := context.WithCancel(ctx)
 	v := &vnode{
-		baseID:    baseID,
-		nodeName:  p.NodeName(),
-		provider:  p,
-		cancel:    cancel,
-		done:      make(chan struct{}),
-		removed:   make(chan struct{}),
-		lastSeen:  c.cfg.Clock.Now(),
-		lastQuery: c.cfg.Clock.Now(),
-		reachable: r.Reachable,
-		adopted:   r.Reason == provider.ReasonBaseAdopted,
-		instance:  info.Status.LocalIP + "/" + info.Status.LocalHostName,
+		baseID:     baseID,
+		nodeName:   p.NodeName(),
+		provider:   p,
+		cancel:     cancel,
+		done:       make(chan struct{}),
+		removed:    make(chan struct{}),
+		registered: make(chan struct{}),
+		limiter:    rate.NewLimiter(rate.Limit(c.cfg.BaseMessageRate), c.cfg.BaseMessageBurst),
+		lastSeen:   c.cfg.Clock.Now(),
+		lastQuery:  c.cfg.Clock.Now(),
+		reachable:  r.Reachable,
+		adopted:    r.Waiting,
+		instance:   info.Status.LocalIP + "/" + info.Status.LocalHostName,
 	}
 	previous := c.removing[baseID]
 	delete(c.removing, baseID)
+	c.metrics.removing.Set(float64(len(c.removing)))
 	c.bases[baseID] = v
 	c.metrics.bases.Set(float64(len(c.bases)))
 	c.wg.Add(1)
@@ -113,28 +147,63 @@ func (c *Controller) startBase(ctx context.Context, baseID string, info provider
 	log.G(ctx).WithField("base", baseID).WithField("node", v.nodeName).WithField("reason", r.Reason).Info("serving base")
 }
 
-// boundBizs returns the bizs of the live pods bound to a node, read from the
-// API server.
-func (c *Controller) boundBizs(ctx context.Context, nodeName string) ([]protocol.BizModel, error) {
-	pods, err := c.cfg.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", nodeName).String(),
+// Backoff of a virtual node controller that failed to register the node.
+const (
+	registerBackoffMin = time.Second
+	registerBackoffMax = 30 * time.Second
+)
+
+// runBase keeps a base's virtual node until ctx is done. A node controller
+// that fails (the API server refused or did not answer the registration) is
+// replaced by a fresh one after a backoff: virtual-kubelet's NodeController
+// runs once only.
+func (c *Controller) runBase(ctx context.Context, v *vnode) {
+	go c.lookupTopology(ctx, v)
+	// On shutdown wait for the provider and the pod workers, so that the
+	// commands they are sending go out before the process closes the tunnel.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		defer c.recoverBase(ctx, v)
+		v.provider.Run(ctx)
 	})
-	if err != nil {
-		return nil, err
-	}
-	bizs := []protocol.BizModel{}
-	for i := range pods.Items {
-		p := &pods.Items[i]
-		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
-			continue
+	wg.Go(func() {
+		defer c.recoverBase(ctx, v)
+		c.runPods(ctx, v)
+	})
+	backoff := registerBackoffMin
+	for ctx.Err() == nil {
+		err := c.runNodeController(ctx, v)
+		if ctx.Err() != nil {
+			return
 		}
-		bizs = append(bizs, provider.BizModels(p)...)
+		c.metrics.registrations.Inc()
+		if v.isRegistered() {
+			backoff = registerBackoffMin
+		}
+		log.G(ctx).WithError(err).WithField("retryIn", backoff).Warn("virtual node controller stopped; starting a new one")
+		c.recorder.Event(v.nodeRef(), corev1.EventTypeWarning, "NodeRegistrationFailed",
+			fmt.Sprintf("cannot register the virtual node (retrying in %s): %v", backoff, err))
+		select {
+		case <-ctx.Done():
+		case <-c.cfg.Clock.After(backoff):
+		}
+		backoff = min(2*backoff, registerBackoffMax)
 	}
-	return bizs, nil
 }
 
-// runBase keeps a base's virtual node until ctx is done.
-func (c *Controller) runBase(ctx context.Context, v *vnode) {
+// runNodeController registers the base's node and keeps its status and lease
+// with a new virtual-kubelet NodeController until ctx is done or it fails.
+// Its goroutines end with it, so a replacement does not compete with them.
+func (c *Controller) runNodeController(ctx context.Context, v *vnode) (err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			c.metrics.panics.Inc()
+			err = fmt.Errorf("node controller panicked: %v", r)
+		}
+	}()
 	client := c.cfg.Client
 	nodes := client.CoreV1().Nodes()
 	nc, err := node.NewNodeController(v.provider, v.provider.Node(), nodes,
@@ -152,40 +221,45 @@ func (c *Controller) runBase(ctx context.Context, v *vnode) {
 		}),
 	)
 	if err != nil {
-		log.G(ctx).WithError(err).Error("cannot create node controller")
-		return
+		return fmt.Errorf("creating node controller: %w", err)
 	}
 	go func() {
 		select {
 		case <-nc.Ready():
 			v.provider.PushNodeStatus()
-			c.recorder.Event(v.nodeRef(), corev1.EventTypeNormal, "BaseRegistered", "virtual node serves the base")
+			if v.markRegistered() {
+				c.recorder.Event(v.nodeRef(), corev1.EventTypeNormal, "BaseRegistered", "virtual node serves the base")
+			}
 		case <-ctx.Done():
 		}
 	}()
-	go c.lookupTopology(ctx, v)
-	// On shutdown wait for the provider and the pod workers, so that the
-	// commands they are sending go out before the process closes the tunnel.
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() { v.provider.Run(ctx) })
-	wg.Go(func() { c.runPods(ctx, v, nc) })
-	for ctx.Err() == nil {
-		if err := nc.Run(ctx); err != nil && ctx.Err() == nil {
-			log.G(ctx).WithError(err).Warn("node controller stopped; restarting")
-			select {
-			case <-ctx.Done():
-			case <-c.cfg.Clock.After(time.Second):
-			}
-		}
+	return nc.Run(ctx)
+}
+
+// recoverBase turns a panic in one of a base's goroutines into a tear-down of
+// that base alone: the Run goroutine stops serving it, and its next sign of
+// life serves it again from scratch. Its node stays.
+func (c *Controller) recoverBase(ctx context.Context, v *vnode) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	c.metrics.panics.Inc()
+	log.G(ctx).WithField("panic", fmt.Sprint(r)).WithField("stack", string(debug.Stack())).Error("base goroutine panicked; tearing the base down")
+	v.stop()
+	select {
+	case c.crashed <- v:
+	default:
+		// Run is gone or flooded with crashes: v is stopped either way,
+		// and Run finds it stopped at its next event.
 	}
 }
 
 // runPods runs the base's pod controller, on a pod informer that watches only
 // the pods bound to its node, once the node is registered.
-func (c *Controller) runPods(ctx context.Context, v *vnode, nc *node.NodeController) {
+func (c *Controller) runPods(ctx context.Context, v *vnode) {
 	select {
-	case <-nc.Ready():
+	case <-v.registered:
 	case <-ctx.Done():
 		return
 	}
@@ -258,10 +332,32 @@ func (c *Controller) releasePod(ctx context.Context, pod *corev1.Pod) error {
 
 func ptr[T any](v T) *T { return &v }
 
-// removeBase stops serving a base and deletes its node, lease and pods.
+// tearDown stops serving a base without touching its node: its next sign of
+// life serves it again from scratch, once its goroutines ended.
+func (c *Controller) tearDown(ctx context.Context, v *vnode, why string) {
+	delete(c.bases, v.baseID)
+	c.removing[v.baseID] = v.done
+	c.wg.Go(func() { c.forgetWhenDone(ctx, v.baseID, v.done) })
+	c.metrics.removing.Set(float64(len(c.removing)))
+	c.metrics.bases.Set(float64(len(c.bases)))
+	log.G(ctx).WithField("base", v.baseID).WithField("node", v.nodeName).WithField("why", why).Error("stopped serving the base; its next heartbeat serves it again")
+	v.stop()
+}
+
+// Backoff of a removal whose API calls failed.
+const (
+	removalBackoffMin = time.Second
+	removalBackoffMax = 30 * time.Second
+)
+
+// removeBase stops serving a base and deletes its node, lease and pods,
+// retrying until that succeeds or the controller stops (a restarted one
+// adopts the node and judges the base again).
 func (c *Controller) removeBase(ctx context.Context, v *vnode, reason, message string) {
 	delete(c.bases, v.baseID)
 	c.removing[v.baseID] = v.removed
+	c.wg.Go(func() { c.forgetWhenDone(ctx, v.baseID, v.removed) })
+	c.metrics.removing.Set(float64(len(c.removing)))
 	c.metrics.bases.Set(float64(len(c.bases)))
 	c.metrics.transitions.WithLabelValues("removed").Inc()
 	c.recorder.Event(v.nodeRef(), corev1.EventTypeNormal, reason, message+"; removing the virtual node")
@@ -272,18 +368,37 @@ func (c *Controller) removeBase(ctx context.Context, v *vnode, reason, message s
 		defer c.wg.Done()
 		defer close(v.removed)
 		<-v.done
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removalTimeout)
-		defer cancel()
-		err := c.cfg.Client.CoreV1().Nodes().Delete(ctx, v.nodeName, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			log.G(ctx).WithField("node", v.nodeName).WithError(err).Warn("cannot delete virtual node")
+		backoff := removalBackoffMin
+		for {
+			err := c.deleteBase(ctx, v.nodeName, reason, message)
+			if err == nil {
+				return
+			}
+			log.G(ctx).WithField("node", v.nodeName).WithField("retryIn", backoff).WithError(err).Warn("cannot remove the virtual node; retrying")
+			select {
+			case <-ctx.Done():
+				return
+			case <-c.cfg.Clock.After(backoff):
+			}
+			backoff = min(2*backoff, removalBackoffMax)
 		}
-		err = c.cfg.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Delete(ctx, v.nodeName, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			log.G(ctx).WithField("node", v.nodeName).WithError(err).Warn("cannot delete node lease")
-		}
-		c.deleteNodePods(ctx, v.nodeName, reason, message)
 	}()
+}
+
+// deleteBase deletes a removed base's node, its lease and its pods; each
+// step is idempotent, so a failed removal is simply run again.
+func (c *Controller) deleteBase(ctx context.Context, nodeName, reason, message string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removalTimeout)
+	defer cancel()
+	err := c.cfg.Client.CoreV1().Nodes().Delete(ctx, nodeName, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting node: %w", err)
+	}
+	err = c.cfg.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Delete(ctx, nodeName, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting node lease: %w", err)
+	}
+	return c.deleteNodePods(ctx, nodeName, reason, message)
 }
 
 // deleteNodePods deletes the pods bound to a removed base's node. The base is
@@ -292,26 +407,27 @@ func (c *Controller) removeBase(ctx context.Context, v *vnode, reason, message s
 // keeping a Deployment from replacing them until then. No kubelet is left to
 // finish a graceful deletion, so they go at once; the UID precondition spares
 // a pod recreated under the same name meanwhile.
-func (c *Controller) deleteNodePods(ctx context.Context, nodeName, reason, message string) {
+func (c *Controller) deleteNodePods(ctx context.Context, nodeName, reason, message string) error {
 	pods, err := c.cfg.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", nodeName).String(),
 	})
 	if err != nil {
-		log.G(ctx).WithField("node", nodeName).WithError(err).Warn("cannot list the pods of a removed node")
-		return
+		return fmt.Errorf("listing the node's pods: %w", err)
 	}
+	var errs []error
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		if p.Spec.NodeName != nodeName {
 			continue
 		}
 		if err := c.releasePod(ctx, p); err != nil {
-			log.G(ctx).WithField("node", nodeName).WithField("pod", p.Namespace+"/"+p.Name).WithError(err).Warn("cannot delete a pod of a removed node")
+			errs = append(errs, fmt.Errorf("deleting pod %s/%s: %w", p.Namespace, p.Name, err))
 			continue
 		}
 		c.recorder.Event(p, corev1.EventTypeWarning, reason, message+"; the module pod is deleted with its virtual node "+nodeName)
 		log.G(ctx).WithField("node", nodeName).WithField("pod", p.Namespace+"/"+p.Name).Info("deleted pod of a removed node")
 	}
+	return errors.Join(errs...)
 }
 
 // lookupTopology copies zone and region from the real node hosting the base,

@@ -3,6 +3,7 @@ package tunneltest
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/tunnel"
@@ -23,8 +24,9 @@ type Command struct {
 // Tunnel is an in-memory tunnel.Tunnel: Inject delivers events, Commands
 // returns what was sent. SendErr, when set, fails every command.
 type Tunnel struct {
-	events chan tunnel.Event
-	ready  chan struct{}
+	events       chan tunnel.Event
+	ready        chan struct{}
+	disconnected atomic.Bool
 
 	mu       sync.Mutex
 	commands []Command
@@ -49,8 +51,12 @@ func (t *Tunnel) Run(ctx context.Context) error {
 // Ready implements tunnel.Tunnel.
 func (t *Tunnel) Ready() <-chan struct{} { return t.ready }
 
-// Connected implements tunnel.Tunnel.
-func (t *Tunnel) Connected() bool { return true }
+// Connected implements tunnel.Tunnel; true unless SetConnected(false).
+func (t *Tunnel) Connected() bool { return !t.disconnected.Load() }
+
+// SetConnected sets what Connected reports, as if the broker went away or
+// came back. Commands still succeed unless SetSendError says otherwise.
+func (t *Tunnel) SetConnected(connected bool) { t.disconnected.Store(!connected) }
 
 // Events implements tunnel.Tunnel.
 func (t *Tunnel) Events() <-chan tunnel.Event { return t.events }
