@@ -143,8 +143,10 @@ func TestInvalidHeartbeatDoesNotTakeTheControllerDown(t *testing.T) {
 
 	_, err := e.client.CoreV1().Nodes().Get(t.Context(), e.nodeName("10.32.0.66"), metav1.GetOptions{})
 	require.Error(t, err, "the invalid heartbeat got a node")
-	_, err = e.controller.Metrics()
+	metrics, err := e.controller.Metrics()
 	require.NoError(t, err, "the controller is down:\n%s", e.controller.LogTail(40))
+	require.Regexp(t, `module_controller_heartbeats_rejected_total\{reason="label_value"\} [1-9]`, metrics,
+		"the heartbeat was not rejected by validation")
 	e.waitNode("10.32.0.1", "still Ready", isReady)
 	e.startBase("10.32.0.2", nil)
 	e.waitNode("10.32.0.2", "Ready", isReady)

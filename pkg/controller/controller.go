@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"strings"
@@ -50,6 +51,9 @@ type Controller struct {
 	// have no limiter of their own: a flood of made-up identities costs one
 	// bucket, not one map entry each.
 	newBases *rate.Limiter
+	// validation checks heartbeats and biz lists before they reach the API
+	// server.
+	validation provider.Validation
 	// disrupted is true while the tunnel is disrupted (see checkDisruption);
 	// touched only by the Run goroutine, mirrored in disruptedFlag.
 	disrupted     bool
@@ -87,6 +91,9 @@ func New(cfg Config) (*Controller, error) {
 		finished: make(chan finishedBase),
 		newBases: rate.NewLimiter(newBaseRate, newBaseBurst),
 		inflight: map[string]struct{}{},
+		// Loopback addresses are allowed: the API server takes them, and a
+		// base beside a local controller is how development runs.
+		validation: provider.Validation{Env: cfg.Env, AllowLoopbackIP: true},
 
 		unusedInformers: informers.NewSharedInformerFactory(cfg.Client, 0),
 		ready:           make(chan struct{}),
@@ -227,7 +234,7 @@ func (c *Controller) handle(ctx context.Context, ev tunnel.Event) {
 	case tunnel.BaseHealth:
 		c.onHealth(ctx, e)
 	case tunnel.BizStatus:
-		v.provider.OnBizStatus(e.Bizs, minTime(e.PublishedAt, latest))
+		v.provider.OnBizStatus(c.validBizs(ctx, baseID, e.Bizs), minTime(e.PublishedAt, latest))
 	case tunnel.BizOperationResult:
 		if future {
 			c.dropFuture(ctx, baseID, e.PublishedAt)
@@ -243,6 +250,21 @@ func (c *Controller) handle(ctx context.Context, ev tunnel.Event) {
 	case tunnel.BaselineQuery:
 		c.onBaselineQuery(ctx, e)
 	}
+}
+
+// validBizs drops the entries of a biz list that Events and pod status
+// cannot show; no pod can name such a biz, so none is judged by it.
+func (c *Controller) validBizs(ctx context.Context, baseID string, bizs []protocol.SimpleBizInfo) []protocol.SimpleBizInfo {
+	valid := bizs[:0:0]
+	for _, b := range bizs {
+		if err := c.validation.Biz(b); err != nil {
+			c.metrics.dropped.WithLabelValues("invalid_biz").Inc()
+			log.G(ctx).WithField("base", baseID).WithError(err).Warn("dropped an entry of a biz list")
+			continue
+		}
+		valid = append(valid, b)
+	}
+	return valid
 }
 
 // dropFuture counts a result stamped ahead of this clock by more than the
@@ -279,6 +301,18 @@ func (c *Controller) onBaselineQuery(ctx context.Context, e tunnel.BaselineQuery
 // base says it is no longer active.
 func (c *Controller) onHeartbeat(ctx context.Context, e tunnel.BaseHeartbeat) {
 	v, known := c.bases[e.BaseID]
+	if err := c.validation.Heartbeat(e.Status); err != nil {
+		// A field the API server would refuse (or a pod status could not
+		// hold): the heartbeat changes nothing, for a new base and a known one.
+		reason := provider.FieldReasonText
+		var fe *provider.FieldError
+		if errors.As(err, &fe) {
+			reason = fe.Reason
+		}
+		c.metrics.rejected.WithLabelValues(reason).Inc()
+		log.G(ctx).WithField("base", e.BaseID).WithField("known", known).WithError(err).Warn("rejected a heartbeat: a field cannot become part of a node")
+		return
+	}
 	if !e.Status.Activated() {
 		if known {
 			c.removeBase(ctx, v, "BaseDeactivated", fmt.Sprintf("base reported state %q", e.Status.State))

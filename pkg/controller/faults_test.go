@@ -210,6 +210,51 @@ func TestMaxBasesRejectsFurtherBases(t *testing.T) {
 	require.False(t, f.nodeExists("vnode.base-2.default"))
 }
 
+func TestInvalidHeartbeatsChangeNothing(t *testing.T) {
+	f := newFixture(t, nil)
+	bad := func(id string, edit func(*protocol.BaseStatus)) {
+		s := protocol.BaseStatus{
+			BaseMetadata: protocol.BaseMetadata{Identity: id, Name: "base", Version: "1.0.0", ClusterName: "default"},
+			LocalIP:      "10.0.0.1", State: "activated",
+		}
+		edit(&s)
+		f.tunnel.Inject(tunnel.BaseHeartbeat{Header: tunnel.Header{BaseID: id, PublishedAt: f.clock.Now()}, Status: s})
+	}
+	f.heartbeat("base-1", "activated")
+	before := f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+
+	bad("base-2", func(s *protocol.BaseStatus) { s.Port = -1 })
+	bad("base-3", func(s *protocol.BaseStatus) { s.BaseMetadata.Version = "not a label value" })
+	bad("base-1", func(s *protocol.BaseStatus) { s.LocalIP = "999.1.1.1" })
+	f.heartbeat("base-4", "activated") // processed after the bad ones
+	f.node("vnode.base-4.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+
+	for reason, want := range map[string]float64{provider.FieldReasonPortRange: 1, provider.FieldReasonLabelValue: 1, provider.FieldReasonLocalIP: 1} {
+		require.Equal(t, want, testutil.ToFloat64(f.ctrl.metrics.rejected.WithLabelValues(reason)), reason)
+	}
+	require.False(t, f.nodeExists("vnode.base-2.default"))
+	require.False(t, f.nodeExists("vnode.base-3.default"))
+	after := f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	require.Equal(t, before.Status.Addresses, after.Status.Addresses, "a known base's invalid heartbeat changed its node")
+}
+
+func TestInvalidBizEntriesAreDropped(t *testing.T) {
+	f := newFixture(t, nil)
+	f.heartbeat("base-1", "activated")
+	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.tunnel.Inject(tunnel.BizStatus{
+		Header: tunnel.Header{BaseID: "base-1", PublishedAt: f.clock.Now()},
+		Bizs: []protocol.SimpleBizInfo{
+			{Name: "ok", Version: "1.0.0", State: "ACTIVATED"},
+			{Name: "bad name", Version: "1.0.0", State: "ACTIVATED"},
+			{Name: "ok", Version: "", State: "ACTIVATED"},
+		},
+	})
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(f.ctrl.metrics.dropped.WithLabelValues("invalid_biz")) == 2
+	}, waitFor, 10*time.Millisecond)
+}
+
 func TestMessagesBeyondTheBaseRateAreDropped(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.BaseMessageRate, c.BaseMessageBurst = 1, 5 })
 	f.heartbeat("base-1", "activated")

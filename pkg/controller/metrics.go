@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moduleops/module-controller/provider"
 )
 
 // metrics are the controller's Prometheus collectors.
@@ -67,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "module_controller", Name: "messages_dropped_total",
-			Help: "Base messages dropped by the controller, by reason (rate_limited).",
+			Help: "Base messages dropped by the controller, by reason (rate_limited; invalid_biz counts biz-list entries).",
 		}, []string{"reason"}),
 		disrupted: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "module_controller", Name: "tunnel_disrupted",
@@ -89,6 +91,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "module_controller", Name: "node_registration_failures_total",
 			Help: "Failed attempts to register or run a virtual node; each is retried with backoff.",
 		}),
+	}
+	for _, reason := range append([]string{"max_bases"}, provider.FieldReasons...) {
+		m.rejected.WithLabelValues(reason) // present at 0 from the start, for alerts
 	}
 	if reg == nil {
 		return m, nil
