@@ -182,10 +182,10 @@ func (e *env) syncEvents(name string) []string {
 }
 
 // waitSyncEvent waits for the replica sync's Event saying it scaled the
-// Deployment to n because n Ready virtual nodes match.
+// Deployment to n because n virtual nodes match.
 func (e *env) waitSyncEvent(name string, n int) {
 	e.t.Helper()
-	suffix := fmt.Sprintf(" to %d: %d Ready virtual nodes match the pod template", n, n)
+	suffix := fmt.Sprintf(" to %d: %d virtual nodes match the pod template", n, n)
 	require.Eventuallyf(e.t, func() bool {
 		for _, m := range e.syncEvents(name) {
 			if strings.HasPrefix(m, "Scaled replicas from ") && strings.HasSuffix(m, suffix) {
@@ -236,9 +236,13 @@ func TestPeerReplicaSync(t *testing.T) {
 				nodeReady.Round(time.Millisecond), scaled.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 			e.waitSyncEvent(name, 4)
 
-			// A base leaves: its node goes NotReady, then is removed.
+			// A base leaves: its node goes NotReady, and still counts (the
+			// controller merely lost contact), then is removed, and the
+			// count drops.
 			start = time.Now()
 			joined.Stop()
+			e.waitNode(joined.Identity(), "NotReady", func(n *corev1.Node) bool { return !isReady(n) })
+			require.Equal(t, int32(4), e.replicas(name), "a NotReady node was counted out")
 			e.waitReplicas(name, 3, "a base left")
 			t.Logf("base left: replicas 3 %s after it stopped", time.Since(start).Round(time.Millisecond))
 			// The pod on the base that left is the one that goes (it got the

@@ -145,7 +145,10 @@ func TestBadMessagesChangeNothing(t *testing.T) {
 				LocalIP:      "10.2.0.1", State: "activated",
 			}, time.Now().Add(-time.Hour))
 			require.NoError(t, err)
-			for _, payload := range [][]byte{[]byte("{not json"), []byte(`{"data":42,"publishTimestamp":1}`), make([]byte, 2<<20), spoof, stale} {
+			// Over the controller's heartbeat cap (16 KiB) yet under the
+			// brokers' packet limit, so that the controller is what drops it.
+			oversized := make([]byte, 64<<10)
+			for _, payload := range [][]byte{[]byte("{not json"), []byte(`{"data":42,"publishTimestamp":1}`), oversized, spoof, stale} {
 				require.NoError(t, b.SendRaw(protocol.SuffixHeartbeat, payload))
 			}
 			require.NoError(t, b.SendRaw(protocol.SuffixSimpleBiz, []byte(`[[[`)))

@@ -125,7 +125,7 @@ type Options struct {
 
 	// PeerReplicaSync keeps Deployments labelled
 	// virtual-kubelet.koupleless.io/strategy=peer at one replica per matching
-	// Ready virtual node.
+	// virtual node, Ready or not.
 	PeerReplicaSync bool
 
 	// MetricsAddress serves /metrics; HealthAddress serves /healthz and /readyz.
@@ -247,7 +247,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.InstallTimeout, "install-timeout", DefaultInstallTimeout, "query the base and retry an install or uninstall unanswered for this long")
 	fs.DurationVar(&o.QueryInterval, "query-interval", DefaultQueryInterval, "how often each base is asked for its full biz list")
 	fs.BoolVar(&o.UninstallOrphans, "uninstall-orphans", false, "uninstall bizs that no pod asks for, if this controller installed them (never bizs baked into the base)")
-	fs.BoolVar(&o.PeerReplicaSync, "peer-replica-sync", DefaultPeerReplicaSync, "set the replicas of Deployments labelled virtual-kubelet.koupleless.io/strategy=peer to the number of Ready virtual nodes their pod template fits")
+	fs.BoolVar(&o.PeerReplicaSync, "peer-replica-sync", DefaultPeerReplicaSync, "set the replicas of Deployments labelled virtual-kubelet.koupleless.io/strategy=peer to the number of virtual nodes their pod template fits")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", DefaultMetricsAddress, "address serving Prometheus /metrics")
 	fs.StringVar(&o.HealthAddress, "health-address", DefaultHealthAddress, "address serving /healthz and /readyz")
 	fs.StringVar(&o.PprofAddress, "pprof-address", "", "address serving Go pprof profiles under /debug/pprof/ (empty: off; unauthenticated, so bind it to loopback)")

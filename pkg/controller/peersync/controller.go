@@ -37,7 +37,7 @@ const (
 	lowestDeletionCost = "-2147483648"
 )
 
-// Controller keeps peer Deployments at one replica per matching Ready
+// Controller keeps peer Deployments at one replica per matching
 // virtual node.
 type Controller struct {
 	cfg      Config
@@ -114,8 +114,7 @@ func New(cfg Config) (*Controller, error) {
 // placementChanged reports whether a node update can change where pods may
 // be scheduled. Heartbeat-only status updates are ignored.
 func placementChanged(o, n *corev1.Node) bool {
-	return isReady(o) != isReady(n) ||
-		o.Spec.Unschedulable != n.Spec.Unschedulable ||
+	return o.Spec.Unschedulable != n.Spec.Unschedulable ||
 		!equality.Semantic.DeepEqual(o.Labels, n.Labels) ||
 		!equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints)
 }
@@ -208,8 +207,8 @@ func (c *Controller) processNextWorkItem(ctx context.Context) bool {
 	return true
 }
 
-// sync sets one Deployment's replicas to the number of Ready virtual nodes
-// its template fits. It is level-triggered: it reads the current state and
+// sync sets one Deployment's replicas to the number of virtual nodes its
+// template fits. It is level-triggered: it reads the current state and
 // writes only when the replicas differ.
 func (c *Controller) sync(ctx context.Context, key string) (string, error) {
 	namespace, name, err := cache.SplitMetaNamespaceKey(key)
@@ -267,7 +266,7 @@ func (c *Controller) sync(ctx context.Context, key string) (string, error) {
 		return resultError, fmt.Errorf("scaling deployment %s to %d: %w", key, want, err)
 	}
 	c.recorder.Eventf(d, corev1.EventTypeNormal, ReasonReplicasSynced,
-		"Scaled replicas from %d to %d: %d Ready virtual nodes match the pod template", from, want, want)
+		"Scaled replicas from %d to %d: %d virtual nodes match the pod template", from, want, want)
 	log.G(ctx).WithField("deployment", key).WithField("from", from).WithField("to", want).Info("peer deployment scaled")
 	return resultScaled, nil
 }

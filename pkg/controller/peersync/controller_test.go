@@ -243,7 +243,7 @@ func updateScale(replicas int32) core.Action {
 	return core.NewUpdateSubresourceAction(deploymentsResource, "scale", "mods", &autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: replicas}})
 }
 
-func TestSyncScalesToMatchingReadyVirtualNodes(t *testing.T) {
+func TestSyncScalesToMatchingVirtualNodesReadyOrNot(t *testing.T) {
 	f := newFixture(t)
 	f.nodes = []*corev1.Node{
 		vnode("a", nil), vnode("b", nil), vnode("c", nil),
@@ -253,15 +253,15 @@ func TestSyncScalesToMatchingReadyVirtualNodes(t *testing.T) {
 		vnode("real", func(n *corev1.Node) { delete(n.Labels, "virtual-kubelet.koupleless.io/component"); n.Spec.Taints = nil }),
 	}
 	f.deployments = []*appsv1.Deployment{peerDeployment("biz1", 1, nil)}
-	f.run("mods/biz1", resultScaled, []core.Action{getScale("biz1"), updateScale(3)})
+	f.run("mods/biz1", resultScaled, []core.Action{getScale("biz1"), updateScale(4)})
 
 	events := f.events()
 	require.Len(t, events, 1)
-	require.Equal(t, "Normal PeerReplicasSynced Scaled replicas from 1 to 3: 3 Ready virtual nodes match the pod template", events[0])
+	require.Equal(t, "Normal PeerReplicasSynced Scaled replicas from 1 to 4: 4 virtual nodes match the pod template", events[0])
 
 	d, err := f.client.AppsV1().Deployments("mods").Get(t.Context(), "biz1", metav1.GetOptions{})
 	require.NoError(t, err)
-	require.Equal(t, int32(3), *d.Spec.Replicas)
+	require.Equal(t, int32(4), *d.Spec.Replicas)
 }
 
 func TestSyncScalesDownAndToZero(t *testing.T) {
@@ -276,7 +276,7 @@ func TestSyncScalesDownAndToZero(t *testing.T) {
 			}
 			f.deployments = []*appsv1.Deployment{peerDeployment("biz1", tc.from, nil)}
 			f.run("mods/biz1", resultScaled, []core.Action{getScale("biz1"), listPods(), updateScale(int32(tc.nodes))})
-			require.Equal(t, []string{fmt.Sprintf("Normal PeerReplicasSynced Scaled replicas from %d to %d: %d Ready virtual nodes match the pod template", tc.from, tc.nodes, tc.nodes)}, f.events())
+			require.Equal(t, []string{fmt.Sprintf("Normal PeerReplicasSynced Scaled replicas from %d to %d: %d virtual nodes match the pod template", tc.from, tc.nodes, tc.nodes)}, f.events())
 		})
 	}
 }
@@ -406,10 +406,11 @@ func TestRunFollowsNodesWithinItsRBAC(t *testing.T) {
 	cNode := vnode("c", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionUnknown })
 	_, err = nodes.UpdateStatus(t.Context(), cNode, metav1.UpdateOptions{})
 	require.NoError(t, err)
-	waitReplicas(1, "base c unreachable")
-
 	require.NoError(t, nodes.Delete(t.Context(), "vnode.a.default", metav1.DeleteOptions{}))
-	waitReplicas(0, "base a left")
+	waitReplicas(1, "base a left; unreachable base c still counts")
+
+	require.NoError(t, nodes.Delete(t.Context(), "vnode.c.default", metav1.DeleteOptions{}))
+	waitReplicas(0, "base c removed")
 	require.Equal(t, int32(5), replicasOf("optout"), "an opted-out Deployment is left alone")
 
 	// Events arrive through the broadcaster.
@@ -489,7 +490,8 @@ func TestPlacementChanged(t *testing.T) {
 	require.True(t, placementChanged(base, vnode("a", func(n *corev1.Node) { n.Labels["x"] = "y" })))
 	require.True(t, placementChanged(base, vnode("a", func(n *corev1.Node) { n.Spec.Taints = nil })))
 	require.True(t, placementChanged(base, vnode("a", func(n *corev1.Node) { n.Spec.Unschedulable = true })))
-	require.True(t, placementChanged(base, vnode("a", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionFalse })))
+	require.False(t, placementChanged(base, vnode("a", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionFalse })),
+		"readiness does not change the count")
 }
 
 func TestScaleDownMarksThePodsOnNodesThatNoLongerCountFirst(t *testing.T) {
@@ -543,7 +545,7 @@ func TestScaleDownMarksThePodsOnNodesThatNoLongerCountFirst(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, resultScaled, result)
 	require.Equal(t, []string{"get deployments/scale", "list pods/", "update deployments/scale"}, describeAll(f.client.Actions()))
-	require.Equal(t, []string{"Normal PeerReplicasSynced Scaled replicas from 5 to 2: 2 Ready virtual nodes match the pod template"}, f.events())
+	require.Equal(t, []string{"Normal PeerReplicasSynced Scaled replicas from 5 to 2: 2 virtual nodes match the pod template"}, f.events())
 }
 
 func TestScaleDownWithoutPodPatchStillScales(t *testing.T) {

@@ -1,8 +1,8 @@
-// Package peersync keeps every peer Deployment at one replica per Ready
-// virtual node its pod template can be scheduled onto.
+// Package peersync keeps every peer Deployment at one replica per virtual
+// node its pod template can be scheduled onto.
 //
 // A Deployment labelled virtual-kubelet.koupleless.io/strategy=peer gets
-// spec.replicas = the number of Ready, schedulable virtual nodes that satisfy
+// spec.replicas = the number of schedulable virtual nodes that satisfy
 // the template's nodeSelector, required node affinity and NoSchedule/NoExecute
 // taints, evaluated with Kubernetes' own scheduling helpers
 // (k8s.io/component-helpers). Replicas are written through the scale
@@ -10,9 +10,14 @@
 // on the Deployment. The label virtual-kubelet.koupleless.io/replicas-control=disabled
 // opts a Deployment out.
 //
+// A NotReady node still counts, as a DaemonSet keeps its pod on one: it is a
+// base this controller cannot hear from right now (a partition, a broker
+// outage), and scaling down would uninstall its module for a network blip.
+// The node leaves, and the count drops, when the base is judged gone.
+//
 // Which pods go on a scale-down is the ReplicaSet's choice; before scaling
 // down, the controller gives the pods bound to nodes that no longer count
-// (removed, NotReady, relabelled) the lowest controller.kubernetes.io/pod-deletion-cost,
+// (removed, cordoned, relabelled) the lowest controller.kubernetes.io/pod-deletion-cost,
 // so the ReplicaSet removes those and not the module of a base that still
 // matches. This is best effort: without the pods patch permission the
 // ReplicaSet's own ranking decides.

@@ -31,26 +31,20 @@ func isVirtualNode(n *corev1.Node) bool {
 	return n.Labels[provider.LabelComponent] == provider.ComponentVNode
 }
 
-// isReady reports whether n's Ready condition is True.
-func isReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // fits reports whether a pod of the template would be placed on n by the
-// scheduler's node filters that depend on the node alone: a Ready,
-// schedulable virtual node, the template's nodeName, nodeSelector and
+// scheduler's node filters that depend on the node alone: a schedulable
+// virtual node, Ready or not, the template's nodeName, nodeSelector and
 // required node affinity (the scheduler's NodeAffinity plugin, through the
 // same helper the DaemonSet controller uses), and no NoSchedule or NoExecute
 // taint left untolerated (the TaintToleration plugin). Pod (anti-)affinity
 // and resources are not part of it: they depend on other pods, and with a
 // hostname anti-affinity they are what spreads the replicas one per node.
 func (m matcher) fits(n *corev1.Node) bool {
-	if !isVirtualNode(n) || n.Spec.Unschedulable || !isReady(n) {
+	// Readiness is not looked at: a NotReady node is a base the controller
+	// lost contact with, not one that left. Scaling down on it would
+	// uninstall modules because of a network blip; a base that is gone
+	// loses its node after the removal window, and that scales down.
+	if !isVirtualNode(n) || n.Spec.Unschedulable {
 		return false
 	}
 	if name := m.template.Spec.NodeName; name != "" && name != n.Name {

@@ -25,9 +25,9 @@ func TestFits(t *testing.T) {
 		want     bool
 	}{
 		{name: "ready vnode, the guide's template", node: vnode("a", nil), want: true},
-		{name: "not ready", node: vnode("a", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionFalse })},
-		{name: "ready unknown", node: vnode("a", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionUnknown })},
-		{name: "no conditions yet", node: vnode("a", func(n *corev1.Node) { n.Status.Conditions = nil })},
+		{name: "not ready: a base out of contact still counts", node: vnode("a", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionFalse }), want: true},
+		{name: "ready unknown", node: vnode("a", func(n *corev1.Node) { n.Status.Conditions[0].Status = corev1.ConditionUnknown }), want: true},
+		{name: "no conditions yet", node: vnode("a", func(n *corev1.Node) { n.Status.Conditions = nil }), want: true},
 		{name: "cordoned", node: vnode("a", func(n *corev1.Node) { n.Spec.Unschedulable = true })},
 		{name: "not a virtual node", node: vnode("a", func(n *corev1.Node) { delete(n.Labels, "virtual-kubelet.koupleless.io/component") })},
 		{name: "base version not selected", node: vnode("a", func(n *corev1.Node) { n.Labels["base.koupleless.io/version"] = "2.0.0" })},
