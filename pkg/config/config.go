@@ -257,7 +257,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxBases, "max-bases", DefaultMaxBases, "most bases this replica serves; heartbeats of further new bases are rejected and counted")
 	fs.Float64Var(&o.BaseMessageRate, "base-message-rate", DefaultBaseMessageRate, "messages per second accepted from one base; the excess is dropped and counted")
 	fs.IntVar(&o.BaseMessageBurst, "base-message-burst", DefaultBaseMessageBurst, "burst of messages accepted from one base above --base-message-rate")
-	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", DefaultMaxClockSkew, "how far ahead of this clock a base's timestamps may be: later biz lists are clamped, later results dropped")
+	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", DefaultMaxClockSkew, "how far ahead of this clock a base's timestamps may be: later messages are dropped (a forged or replayed message, or a clock to fix)")
 	fs.IntVar(&o.PodWorkers, "pod-workers", DefaultPodWorkers, "pod sync workers per virtual node")
 	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", DefaultNodeStatusInterval, "rewrite an unchanged node status this often (changes are written at once)")
 	fs.DurationVar(&o.CommandTimeout, "command-timeout", DefaultCommandTimeout, "give up publishing one command to a base after this long")

@@ -93,8 +93,8 @@ type Config struct {
 	// MaxBases caps the bases served; heartbeats of further new bases are
 	// rejected and counted.
 	MaxBases int
-	// MaxClockSkew is how far ahead of this clock a base's timestamp may be:
-	// later biz lists are clamped to it, later results dropped.
+	// MaxClockSkew is how far ahead of this clock a base's timestamp may be;
+	// later messages are dropped and counted.
 	MaxClockSkew time.Duration
 	// BaseMessageRate and BaseMessageBurst bound the messages accepted from
 	// one base per second (a token bucket); the excess is dropped and counted.

@@ -222,11 +222,16 @@ func (c *Controller) handle(ctx context.Context, ev tunnel.Event) {
 		log.G(ctx).WithField("base", baseID).WithField("event", fmt.Sprintf("%T", ev)).Debug("dropped a base message: rate limit")
 		return
 	}
-	// A timestamp ahead of this clock would make the next, real messages
-	// look stale: biz lists are clamped, and results (which decide a pod's
-	// state on their own) are dropped; the next biz list settles them.
-	latest := now.Add(c.cfg.MaxClockSkew)
-	future := ev.Published().After(latest)
+	// A message stamped further ahead of this clock than the allowed skew is
+	// not from a base with a sane clock (the tunnel drops those as far
+	// behind as stale): a replayed or forged message, or a clock to fix.
+	// Whatever it says, it changes nothing.
+	if at := ev.Published(); at.After(now.Add(c.cfg.MaxClockSkew)) {
+		c.metrics.dropped.WithLabelValues("future").Inc()
+		log.G(ctx).WithField("base", baseID).WithField("event", fmt.Sprintf("%T", ev)).WithField("publishedAt", at).
+			Warn("dropped a base message stamped in the future; check the base's clock")
+		return
+	}
 	switch e := ev.(type) {
 	case tunnel.BaseHeartbeat:
 		c.metrics.heartbeats.Inc()
@@ -234,18 +239,10 @@ func (c *Controller) handle(ctx context.Context, ev tunnel.Event) {
 	case tunnel.BaseHealth:
 		c.onHealth(ctx, e)
 	case tunnel.BizStatus:
-		v.provider.OnBizStatus(c.validBizs(ctx, baseID, e.Bizs), minTime(e.PublishedAt, latest))
+		v.provider.OnBizStatus(c.validBizs(ctx, baseID, e.Bizs), e.PublishedAt)
 	case tunnel.BizOperationResult:
-		if future {
-			c.dropFuture(ctx, baseID, e.PublishedAt)
-			return
-		}
 		v.provider.OnBizOperation(e.Operation, e.PublishedAt)
 	case tunnel.BatchInstallResult:
-		if future {
-			c.dropFuture(ctx, baseID, e.PublishedAt)
-			return
-		}
 		v.provider.OnBatchInstall(e.Result, e.PublishedAt)
 	case tunnel.BaselineQuery:
 		c.onBaselineQuery(ctx, e)
@@ -265,20 +262,6 @@ func (c *Controller) validBizs(ctx context.Context, baseID string, bizs []protoc
 		valid = append(valid, b)
 	}
 	return valid
-}
-
-// dropFuture counts a result stamped ahead of this clock by more than the
-// allowed skew.
-func (c *Controller) dropFuture(ctx context.Context, baseID string, at time.Time) {
-	c.metrics.unsolicited.Inc()
-	log.G(ctx).WithField("base", baseID).WithField("publishedAt", at).Warn("dropped a result stamped in the future; check the base's clock")
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return b
-	}
-	return a
 }
 
 // onBaselineQuery answers a base that just started with the bizs of the pods

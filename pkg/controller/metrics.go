@@ -57,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		unsolicited: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "module_controller", Name: "unsolicited_results_total",
-			Help: "Install and uninstall results dropped: no such command was outstanding, or stamped in the future.",
+			Help: "Install and uninstall results dropped: no such command was outstanding.",
 		}),
 		droppedCommands: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "module_controller", Name: "commands_dropped_total",
