@@ -155,6 +155,9 @@ type Options struct {
 	// MaxClockSkew is how far ahead of the controller's clock a base's
 	// timestamps may be.
 	MaxClockSkew time.Duration
+	// AllowLoopbackBaseIP accepts bases whose localIP is a loopback address
+	// (development: a base on the controller's own machine).
+	AllowLoopbackBaseIP bool
 
 	// envErrors are environment values that could not be parsed.
 	envErrors []error
@@ -211,6 +214,7 @@ var settings = []setting{
 	{"base-message-rate", "BASE_MESSAGE_RATE"},
 	{"base-message-burst", "BASE_MESSAGE_BURST"},
 	{"max-clock-skew", "MAX_CLOCK_SKEW"},
+	{"allow-loopback-base-ip", "ALLOW_LOOPBACK_BASE_IP"},
 }
 
 // AddFlags registers every setting on fs with its default. Each help text
@@ -258,6 +262,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&o.BaseMessageRate, "base-message-rate", DefaultBaseMessageRate, "messages per second accepted from one base; the excess is dropped and counted")
 	fs.IntVar(&o.BaseMessageBurst, "base-message-burst", DefaultBaseMessageBurst, "burst of messages accepted from one base above --base-message-rate")
 	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", DefaultMaxClockSkew, "how far ahead of this clock a base's timestamps may be: later messages are dropped (a forged or replayed message, or a clock to fix)")
+	fs.BoolVar(&o.AllowLoopbackBaseIP, "allow-loopback-base-ip", false, "accept bases whose heartbeat's localIP is a loopback address (development only: it becomes the node address and every pod IP)")
 	fs.IntVar(&o.PodWorkers, "pod-workers", DefaultPodWorkers, "pod sync workers per virtual node")
 	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", DefaultNodeStatusInterval, "rewrite an unchanged node status this often (changes are written at once)")
 	fs.DurationVar(&o.CommandTimeout, "command-timeout", DefaultCommandTimeout, "give up publishing one command to a base after this long")

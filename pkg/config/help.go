@@ -35,7 +35,7 @@ var Groups = []Group{
 		"lease-renew-interval", "node-status-interval", "max-pods", "env-taint",
 	}},
 	{"Module pods", []string{"install-timeout", "query-interval", "uninstall-orphans", "pod-workers", "peer-replica-sync"}},
-	{"Limits", []string{"max-bases", "base-message-rate", "base-message-burst", "max-clock-skew"}},
+	{"Limits", []string{"max-bases", "base-message-rate", "base-message-burst", "max-clock-skew", "allow-loopback-base-ip"}},
 	{"Serving and logging", []string{"metrics-address", "health-address", "pprof-address", "log-level", "log-format", "version"}},
 }
 

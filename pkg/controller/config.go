@@ -96,6 +96,9 @@ type Config struct {
 	// MaxClockSkew is how far ahead of this clock a base's timestamp may be;
 	// later messages are dropped and counted.
 	MaxClockSkew time.Duration
+	// AllowLoopbackBaseIP accepts a loopback localIP in heartbeats
+	// (development); otherwise such a heartbeat is rejected.
+	AllowLoopbackBaseIP bool
 	// BaseMessageRate and BaseMessageBurst bound the messages accepted from
 	// one base per second (a token bucket); the excess is dropped and counted.
 	BaseMessageRate  float64

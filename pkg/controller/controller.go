@@ -91,9 +91,7 @@ func New(cfg Config) (*Controller, error) {
 		finished: make(chan finishedBase),
 		newBases: rate.NewLimiter(newBaseRate, newBaseBurst),
 		inflight: map[string]struct{}{},
-		// Loopback addresses are allowed: the API server takes them, and a
-		// base beside a local controller is how development runs.
-		validation: provider.Validation{Env: cfg.Env, AllowLoopbackIP: true},
+		validation: provider.Validation{Env: cfg.Env, AllowLoopbackIP: cfg.AllowLoopbackBaseIP},
 
 		unusedInformers: informers.NewSharedInformerFactory(cfg.Client, 0),
 		ready:           make(chan struct{}),

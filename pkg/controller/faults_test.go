@@ -244,6 +244,26 @@ func TestInvalidHeartbeatsChangeNothing(t *testing.T) {
 	require.Equal(t, before.Status.Addresses, after.Status.Addresses, "a known base's invalid heartbeat changed its node")
 }
 
+func TestLoopbackBaseIPNeedsTheDevelopmentSetting(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		t.Run(fmt.Sprint("allowed=", allow), func(t *testing.T) {
+			f := newFixture(t, func(c *Config) { c.AllowLoopbackBaseIP = allow })
+			f.tunnel.Inject(tunnel.BaseHeartbeat{Header: tunnel.Header{BaseID: "base-1", PublishedAt: f.clock.Now()}, Status: protocol.BaseStatus{
+				BaseMetadata: protocol.BaseMetadata{Identity: "base-1", Name: "base", Version: "1.0.0", ClusterName: "default"},
+				LocalIP:      "127.0.0.1", State: "activated",
+			}})
+			f.heartbeat("base-2", "activated") // processed after base-1's
+			f.node("vnode.base-2.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+			if allow {
+				f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+			} else {
+				require.False(t, f.nodeExists("vnode.base-1.default"))
+			}
+			require.Equal(t, map[bool]float64{false: 1, true: 0}[allow], testutil.ToFloat64(f.ctrl.metrics.rejected.WithLabelValues(provider.FieldReasonLocalIP)))
+		})
+	}
+}
+
 func TestInvalidBizEntriesAreDropped(t *testing.T) {
 	f := newFixture(t, nil)
 	f.heartbeat("base-1", "activated")
