@@ -70,8 +70,9 @@ var (
 
 // TestChaosShort is the CI guard of the suite: on the embedded broker, a
 // broker outage longer than the unreachable window, a controller crash in
-// the middle of a rollout and one bad heartbeat must each converge with
-// every count at zero.
+// the middle of a rollout, 30 s of hostile messages at 1,000/s during
+// another rollout and one bad heartbeat must each converge with every count
+// at zero.
 func TestChaosShort(t *testing.T) {
 	set := settings{
 		bases:           10,
@@ -79,8 +80,10 @@ func TestChaosShort(t *testing.T) {
 		brokerOutage:    unreachableAfter + 15*time.Second,
 		observe:         removeAfter + 20*time.Second,
 		restartDowntime: 3 * time.Second,
+		flood:           30 * time.Second,
+		floodRate:       1000,
 		converge:        3 * time.Minute,
-		faults:          []string{"broker-outage", "controller-crash", "bad-heartbeat"},
+		faults:          []string{"broker-outage", "controller-crash", "hostile-flood", "bad-heartbeat"},
 	}
 	w := newWorld(t, framework.Embedded, set)
 	w.run()

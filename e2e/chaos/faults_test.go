@@ -177,9 +177,16 @@ func (w *world) baseGone(n int) row {
 // MQTT client straight to the broker: malformed, oversized, spoofed,
 // wrong-type, stale and future-stamped messages on the bases' topics, and
 // install and uninstall results for operations nobody asked for.
+//
+// A DaemonSet rollout runs meanwhile and must finish like any other. The
+// controller must stay up with its RSS bounded, no node may appear for the
+// made-up identities, and every kind of drop must be counted.
 func (w *world) hostileFlood(rate int, d time.Duration) row {
 	t := w.t
 	win := w.begin("hostile flood")
+	before := w.ctrl.metrics()
+	next := w.bumpDaemonSet()
+	rss := w.sampleRSS()
 	c := paho.NewClient(paho.NewClientOptions().
 		AddBroker(w.ctrl.BrokerURL()).
 		SetClientID(framework.RandomName("chaos-flood-", 8)).
@@ -245,17 +252,114 @@ func (w *world) hostileFlood(rate int, d time.Duration) row {
 		}
 	}
 	elapsed := time.Since(began)
+	first, peak := rss()
+	w.checkFloodCounted(before, w.ctrl.metrics())
+	nodes, err := w.client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
+	require.NoError(t, err)
+	for _, n := range nodes.Items {
+		if strings.Contains(n.Name, unknownPrefix) {
+			t.Errorf("hostile flood: node %s was created for a made-up identity", n.Name)
+		}
+	}
+	if peak > maxFloodRSS {
+		t.Errorf("hostile flood: controller RSS reached %d MiB (limit %d MiB)", peak>>20, maxFloodRSS>>20)
+	}
 	var mix []string
 	for _, k := range floodKinds {
 		mix = append(mix, fmt.Sprintf("%s %d", k, kinds[k]))
 	}
-	injected := fmt.Sprintf("%d messages in %s (%.0f/s; %d not acknowledged) from a separate client: %s",
-		sent, elapsed.Round(time.Second), float64(sent)/elapsed.Seconds(), failed, strings.Join(mix, ", "))
+	injected := fmt.Sprintf("%d messages in %s (%.0f/s; %d not acknowledged) from a separate client, during a DaemonSet rollout to %s: %s; controller RSS %d → peak %d MiB",
+		sent, elapsed.Round(time.Second), float64(sent)/elapsed.Seconds(), failed, next, strings.Join(mix, ", "), first>>20, peak>>20)
 	return w.finish(win, injected, time.Now())
 }
 
 // floodKinds are the kinds of hostile messages, in table order.
-var floodKinds = []string{"malformed", "oversized", "spoofed", "wrong-type", "stale", "future", "unsolicited"}
+var floodKinds = []string{"malformed", "oversized", "spoofed", "wrong-type", "stale", "future", "unsolicited", "unknown"}
+
+// unknownPrefix starts the made-up identities of the flood's "unknown"
+// messages; no node name may contain it.
+const unknownPrefix = "10.66."
+
+// maxFloodRSS bounds the controller's resident memory during the flood: a
+// few times what it uses serving the suite's bases.
+const maxFloodRSS = 512 << 20
+
+// sampleRSS samples the controller's VmRSS every 200 ms until the returned
+// function is called, which returns the first and the highest sample.
+func (w *world) sampleRSS() func() (int64, int64) {
+	var mu sync.Mutex
+	var first, peak int64
+	read := func() {
+		v := procField(fmt.Sprintf("/proc/%d/status", w.ctrl.c.PID()), "VmRSS")
+		var kb int64
+		if _, err := fmt.Sscanf(v, "%d kB", &kb); err != nil {
+			return // between a crash and the restart
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if first == 0 {
+			first = kb << 10
+		}
+		peak = max(peak, kb<<10)
+	}
+	read()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				read()
+			}
+		}
+	}()
+	return func() (int64, int64) {
+		close(stop)
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return first, peak
+	}
+}
+
+// checkFloodCounted fails the test unless each kind of hostile message the
+// flood sends shows in a drop counter between the two metric texts.
+func (w *world) checkFloodCounted(before, after string) {
+	delta := func(metric, reason string) float64 {
+		return byReason(after, metric)[reason] - byReason(before, metric)[reason]
+	}
+	const tunnelDrops, controllerDrops = "module_controller_mqtt_messages_dropped_total", "module_controller_messages_dropped_total"
+	for _, c := range []struct{ kind, metric, reason string }{
+		{"malformed, wrong-type", tunnelDrops, "malformed"},
+		{"oversized", tunnelDrops, "too_large"},
+		{"spoofed", tunnelDrops, "base_id_mismatch"},
+		{"stale", tunnelDrops, "stale"},
+		{"future", controllerDrops, "future"},
+		{"unknown", "module_controller_heartbeats_rejected_total", "label_value"},
+	} {
+		if delta(c.metric, c.reason) <= 0 {
+			w.t.Errorf("hostile flood: %s messages were not counted in %s{reason=%q}", c.kind, c.metric, c.reason)
+		}
+	}
+	unsolicited := func(m string) float64 {
+		for line := range strings.Lines(m) {
+			if v, ok := strings.CutPrefix(line, "module_controller_unsolicited_results_total "); ok {
+				var f float64
+				_, _ = fmt.Sscan(strings.TrimSpace(v), &f)
+				return f
+			}
+		}
+		return 0
+	}
+	if unsolicited(after)-unsolicited(before) <= 0 {
+		w.t.Errorf("hostile flood: unsolicited results were not counted in module_controller_unsolicited_results_total")
+	}
+}
 
 type floodMessage struct {
 	kind, topic string
@@ -299,6 +403,11 @@ func (w *world) floodMessages(live []*simBase) []floodMessage {
 					Code: protocol.CodeSuccess, BizInfos: []protocol.BizInfo{{BizName: bizDaemonSet, BizVersion: "9.9.9", BizState: string(protocol.BizActivated)}},
 				}},
 			}, now.Add(time.Hour))},
+			// A new identity whose heartbeat cannot become a node.
+			floodMessage{"unknown", protocol.Topic(w.env, fmt.Sprintf("%s%d.%d", unknownPrefix, i, now.UnixNano()%250), protocol.SuffixHeartbeat), enc(protocol.BaseStatus{
+				BaseMetadata: protocol.BaseMetadata{Identity: fmt.Sprintf("%s%d.%d", unknownPrefix, i, now.UnixNano()%250), Name: "evil base!", Version: "1.0.0", ClusterName: "default"},
+				LocalIP:      "10.66.0.1", State: protocol.BaseStateActivated,
+			}, now)},
 		)
 	}
 	return out

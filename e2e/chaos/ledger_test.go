@@ -419,8 +419,14 @@ func (w *world) finish(win *window, injected string, healed time.Time) row {
 // droppedMessages returns module_controller_mqtt_messages_dropped_total by
 // reason from a Prometheus text exposition.
 func droppedMessages(metrics string) map[string]float64 {
+	return byReason(metrics, "module_controller_mqtt_messages_dropped_total")
+}
+
+// byReason returns the counter metric by its reason label from a
+// Prometheus text exposition.
+func byReason(metrics, metric string) map[string]float64 {
 	out := map[string]float64{}
-	const name = "module_controller_mqtt_messages_dropped_total{"
+	name := metric + "{"
 	for line := range strings.Lines(metrics) {
 		rest, ok := strings.CutPrefix(line, name)
 		if !ok {
