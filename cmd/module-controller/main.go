@@ -147,6 +147,7 @@ func run(ctx context.Context, opts config.Options) error {
 		if err != nil {
 			return fmt.Errorf("starting the embedded broker: %w", err)
 		}
+		brokerCfg.Registerer = registry
 		embedded, err = broker.New(brokerCfg)
 		if err != nil {
 			return fmt.Errorf("starting the embedded broker: %w", err)

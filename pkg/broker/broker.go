@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
 	vklog "github.com/virtual-kubelet/virtual-kubelet/log"
+	"golang.org/x/time/rate"
 )
 
 // DefaultAddress is where the broker listens when Config.Address is empty:
@@ -68,6 +71,10 @@ type Config struct {
 	// and ACL, for a client in the same process or pod that cannot verify
 	// the TLS certificate's host name, such as module-controller's tunnel.
 	LocalAddress string
+	// Registerer, if set, receives the broker's metrics:
+	// module_controller_broker_refused_total{reason} (reason credentials,
+	// acl_publish or acl_subscribe) and module_controller_broker_clients.
+	Registerer prometheus.Registerer
 }
 
 // Validate reports every problem with the configuration.
@@ -149,7 +156,25 @@ func New(cfg Config) (*Broker, error) {
 	// reconnecting base. Retained publishes are delivered but never stored.
 	opts.Capabilities.RetainAvailable = 0
 	s := mqtt.New(opts)
-	hook := &authHook{log: h, acl: cfg.ACL, anonymous: cfg.Username == "" && cfg.PasswordFile == ""}
+	hook := &authHook{log: h, acl: cfg.ACL, anonymous: cfg.Username == "" && cfg.PasswordFile == "",
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "module_controller", Name: "broker_refused_total",
+			Help: "Connections (bad credentials) and publishes or subscriptions (denied by the ACL) the embedded broker refused.",
+		}, []string{"reason"}),
+		warnings: rate.NewLimiter(refusalLogRate, refusalLogBurst),
+	}
+	for _, reason := range []string{refusedCredentials, refusedPublish, refusedSubscribe} {
+		hook.refused.WithLabelValues(reason)
+	}
+	if cfg.Registerer != nil {
+		clients := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "module_controller", Name: "broker_clients",
+			Help: "MQTT clients connected to the embedded broker.",
+		}, func() float64 { return float64(atomic.LoadInt64(&s.Info.ClientsConnected)) })
+		if err := errors.Join(cfg.Registerer.Register(hook.refused), cfg.Registerer.Register(clients)); err != nil {
+			return nil, fmt.Errorf("register broker metrics: %w", err)
+		}
+	}
 	if cfg.Username != "" {
 		hook.username, hook.password = []byte(cfg.Username), []byte(cfg.Password)
 	}
@@ -227,6 +252,20 @@ func (b *Broker) Close() {
 	})
 }
 
+// Refusal reasons, the label values of module_controller_broker_refused_total.
+const (
+	refusedCredentials = "credentials"
+	refusedPublish     = "acl_publish"
+	refusedSubscribe   = "acl_subscribe"
+)
+
+// A client refused again and again (a misconfigured base, a hostile one)
+// must not flood the log: refusals are logged at this rate, all counted.
+const (
+	refusalLogRate  = rate.Limit(1)
+	refusalLogBurst = 20
+)
+
 // authHook authenticates clients against the configured user and password
 // file (or admits everyone when anonymous) and checks every publish and
 // subscription against the ACL.
@@ -237,6 +276,8 @@ type authHook struct {
 	username, password []byte
 	users              *passwordFile
 	acl                *ACL
+	refused            *prometheus.CounterVec
+	warnings           *rate.Limiter
 }
 
 func (h *authHook) ID() string { return "auth" }
@@ -268,8 +309,11 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 			return true
 		}
 	}
-	h.log.logger().WithField("user", string(pk.Connect.Username)).WithField("clientID", cl.ID).
-		WithField("remote", cl.Net.Remote).Warn("mqtt client refused: bad credentials")
+	h.refused.WithLabelValues(refusedCredentials).Inc()
+	if h.warnings.Allow() {
+		h.log.logger().WithField("user", string(pk.Connect.Username)).WithField("clientID", cl.ID).
+			WithField("remote", cl.Net.Remote).Warn("mqtt client refused: bad credentials")
+	}
 	return false
 }
 
@@ -280,11 +324,14 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if h.acl.Allowed(string(cl.Properties.Username), cl.ID, topic, write) {
 		return true
 	}
-	access := "read"
+	access, reason := "read", refusedSubscribe
 	if write {
-		access = "write"
+		access, reason = "write", refusedPublish
 	}
-	h.log.logger().WithField("user", string(cl.Properties.Username)).WithField("clientID", cl.ID).
-		WithField("topic", topic).WithField("access", access).Warn("mqtt access denied by the acl")
+	h.refused.WithLabelValues(reason).Inc()
+	if h.warnings.Allow() {
+		h.log.logger().WithField("user", string(cl.Properties.Username)).WithField("clientID", cl.ID).
+			WithField("topic", topic).WithField("access", access).Warn("mqtt access denied by the acl")
+	}
 	return false
 }

@@ -9,10 +9,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/moduleops/module-controller/pkg/certtest"
@@ -199,7 +202,8 @@ func TestBrokerACL(t *testing.T) {
 	require.NoError(t, err)
 	pwFile := filepath.Join(t.TempDir(), "passwd")
 	require.NoError(t, os.WriteFile(pwFile, []byte(mosquittoLine+"\n"), 0o600))
-	b := start(t, Config{Address: "127.0.0.1:0", Username: "ctl", Password: "ctlpw", PasswordFile: pwFile, ACL: acl})
+	reg := prometheus.NewPedanticRegistry()
+	b := start(t, Config{Address: "127.0.0.1:0", Username: "ctl", Password: "ctlpw", PasswordFile: pwFile, ACL: acl, Registerer: reg})
 	url := "tcp://" + b.Addr()
 
 	_, err = connect(t, url, "", "", nil)
@@ -247,6 +251,19 @@ func TestBrokerACL(t *testing.T) {
 	require.NoError(t, wait(t, ctl.Publish("koupleless_e/base1/health", 1, false, []byte("{}"))))
 	require.Equal(t, "koupleless_e/base1/health", receive(t, commands))
 	require.Empty(t, commands)
+
+	// Every refusal is counted: three refused connections (paho tries each
+	// twice, MQTT 3.1.1 then 3.1), one subscription, two publishes.
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP module_controller_broker_refused_total Connections (bad credentials) and publishes or subscriptions (denied by the ACL) the embedded broker refused.
+# TYPE module_controller_broker_refused_total counter
+module_controller_broker_refused_total{reason="acl_publish"} 2
+module_controller_broker_refused_total{reason="acl_subscribe"} 1
+module_controller_broker_refused_total{reason="credentials"} 6
+`), "module_controller_broker_refused_total"))
+	clients, err := testutil.GatherAndCount(reg, "module_controller_broker_clients")
+	require.NoError(t, err)
+	require.Equal(t, 1, clients)
 }
 
 func subackCodes(tok paho.Token) []byte {
