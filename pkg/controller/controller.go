@@ -83,14 +83,14 @@ func New(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	return &Controller{
-		cfg:      cfg,
-		metrics:  m,
-		bases:    map[string]*vnode{},
-		removing: map[string]chan struct{}{},
-		crashed:  make(chan *vnode, 16),
-		finished: make(chan finishedBase),
-		newBases: rate.NewLimiter(newBaseRate, newBaseBurst),
-		inflight: map[string]struct{}{},
+		cfg:        cfg,
+		metrics:    m,
+		bases:      map[string]*vnode{},
+		removing:   map[string]chan struct{}{},
+		crashed:    make(chan *vnode, 16),
+		finished:   make(chan finishedBase),
+		newBases:   rate.NewLimiter(newBaseRate, newBaseBurst),
+		inflight:   map[string]struct{}{},
 		validation: provider.Validation{Env: cfg.Env, AllowLoopbackIP: cfg.AllowLoopbackBaseIP},
 
 		unusedInformers: informers.NewSharedInformerFactory(cfg.Client, 0),
