@@ -629,8 +629,11 @@ func (b *bench) real(ctx context.Context) error {
 	b.pct("bound → installBiz at the base", toInstall)
 	b.pct("ACTIVATED at the base → pod Running", toRunning)
 
-	// 4. Steady state.
+	// 4. Steady state, once the rollout's trailing writes (Events that
+	// the controllers' event broadcasters still flush) have settled.
+	b.settle(ctx)
 	b.step("steady state: %s idle with heartbeats flowing", b.opts.idle)
+	idleStart := time.Now()
 	before, err := b.apiRequests(ctx)
 	if err != nil {
 		return err
@@ -669,6 +672,7 @@ func (b *bench) real(ctx context.Context) error {
 	}
 	b.row("idle: API writes per base per minute (all clients)", fmt.Sprintf("%.2f", writes))
 	b.row("idle: API requests per base per minute by verb/resource", strings.Join(parts, "; "))
+	b.row("idle: Events written, by source and reason", b.eventsSince(ctx, idleStart))
 
 	// 5. Churn.
 	if err := b.churn(ctx, ns, pt); err != nil {
@@ -926,4 +930,67 @@ func (b *bench) write() error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(b.opts.out, "latest.json"), append(js, '\n'), 0o644)
+}
+
+// settle waits (at most 2 minutes) until no Event was written for 10 s, so
+// the steady-state window does not count the rollout's trailing Events.
+func (b *bench) settle(ctx context.Context) {
+	b.step("waiting for the rollout's Events to settle")
+	deadline := time.Now().Add(2 * time.Minute)
+	last, quietSince := -1, time.Now()
+	for time.Now().Before(deadline) {
+		evs, err := b.client.CoreV1().Events(metav1.NamespaceAll).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		if err == nil {
+			n := 0
+			for _, e := range evs.Items {
+				n += int(max(e.Count, 1))
+			}
+			if n != last {
+				last, quietSince = n, time.Now()
+			} else if time.Since(quietSince) >= 10*time.Second {
+				return
+			}
+		}
+		time.Sleep(time.Second) // polling the API server's Event count
+	}
+}
+
+// eventsSince summarises the Events written (created or counted again) since
+// t, by source component and reason.
+func (b *bench) eventsSince(ctx context.Context, t time.Time) string {
+	evs, err := b.client.CoreV1().Events(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	counts := map[string]int{}
+	for _, e := range evs.Items {
+		last := e.LastTimestamp.Time
+		if e.Series != nil {
+			last = e.Series.LastObservedTime.Time
+		}
+		if last.IsZero() {
+			last = e.EventTime.Time
+		}
+		if last.Before(t) {
+			continue
+		}
+		src := e.Source.Component
+		if src == "" {
+			src = e.ReportingController
+		}
+		counts[src+" "+e.Reason]++
+	}
+	if len(counts) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, counts[k]))
+	}
+	return strings.Join(parts, "; ")
 }
