@@ -135,7 +135,7 @@ lint: tools
 tools:
 	hack/build-tools.sh "$(TOOLS_BIN_DIR)"
 
-## verify: lint plus the import-direction rules of style.md 3.2 and the Dockerfile lint
+## verify: lint plus the import-direction rules (docs/architecture.md) and the Dockerfile lint
 .PHONY: verify
 verify: lint dockerlint
 	hack/verify-imports.sh

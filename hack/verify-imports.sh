@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks the one-way dependency rules of style.md section 3.2 with `go list`.
+# Checks the one-way dependency rules of docs/architecture.md ("Import rules") with `go list`.
 # Non-test code only. Rules on other project packages and on k8s.io/paho for the
 # transport are checked on all transitive dependencies, so nothing sneaks in
 # through a helper; rules that the allowed virtual-kubelet packages would break
@@ -74,7 +74,7 @@ if [[ -n "$(packages ./e2e/...)" ]]; then
 fi
 
 if [[ $fail != 0 ]]; then
-	echo "import rules violated (style.md 3.2)" >&2
+	echo "import rules violated (see docs/architecture.md, Import rules)" >&2
 	exit 1
 fi
 echo "import rules hold"

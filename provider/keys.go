@@ -45,7 +45,8 @@ const (
 // (pkg/controller/peersync).
 const (
 	// LabelStrategy selects a deployment strategy; StrategyPeer asks for one
-	// replica per Ready virtual node the pod template can be scheduled onto.
+	// replica per schedulable virtual node (Ready or not) the pod template
+	// can be scheduled onto.
 	LabelStrategy = "virtual-kubelet.koupleless.io/strategy"
 	// StrategyPeer is the LabelStrategy value of a peer Deployment.
 	StrategyPeer = "peer"

@@ -75,7 +75,8 @@ const (
 )
 
 // Provider is the virtual-kubelet provider of one base. It implements
-// node.NodeProvider for the virtual node; the controller feeds it what the
+// node.PodLifecycleHandler and node.PodNotifier for the base's pods and
+// node.NodeProvider for its virtual node; the controller feeds it what the
 // base reports and its liveness judgement.
 type Provider struct {
 	cfg    Config

@@ -6,7 +6,8 @@ import (
 )
 
 // klogSink is a logr.LogSink writing to logrus, so that what client-go logs
-// through klog lands in the controller's one log stream (style.md 3.6).
+// through klog lands in the controller's one log stream (docs/architecture.md,
+// "Conventions").
 // klog's V(0) is logged at Info, V(1) and up at Debug (V(5) and up at Trace);
 // errors at Error.
 type klogSink struct {

@@ -102,7 +102,10 @@ func buildkitChecks(path string, dt []byte) ([]string, error) {
 	return problems, nil
 }
 
-// projectRules checks what style.md asks of the image.
+// projectRules checks this project's rules for the image: a multi-stage build whose
+// builder uses go.mod's Go version, a static binary with the version stamped, and a final
+// distroless static stage that runs nothing, ends as the non-root user and has an
+// exec-form ENTRYPOINT.
 func projectRules(path string, dt []byte, goVersion string) ([]string, error) {
 	ast, err := parser.Parse(bytes.NewReader(dt))
 	if err != nil {

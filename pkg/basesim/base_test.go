@@ -83,7 +83,8 @@ func TestInstallReplyMatchesVector(t *testing.T) {
 	}}, got[0].Bizs)
 }
 
-// TestInstallAnotherVersion covers spec §7.1 in both modes of activate.new.module.
+// TestInstallAnotherVersion covers both modes of activate.new.module (docs/protocol.md,
+// "A second version of an active biz").
 func TestInstallAnotherVersion(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -226,7 +227,7 @@ func TestUninstall(t *testing.T) {
 	op = decodeEnvelope[bizOp](t, raw).Data
 	require.Equal(t, protocol.OutcomeSucceeded, op.Outcome())
 	require.Equal(t, "Uninstall biz: biz2:0.0.1-SNAPSHOT success.", op.Response.Data.Message)
-	// The other version is untouched and not re-activated (spec §5.9).
+	// The other version is untouched and not re-activated (docs/protocol.md, "Uninstall").
 	require.Equal(t, []string{"biz2:0.0.2=DEACTIVATED"}, states(b.Bizs()))
 
 	// The master biz cannot be uninstalled.

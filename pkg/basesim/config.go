@@ -24,7 +24,7 @@ const (
 	DefaultVersion = "1.0.0"
 	// DefaultClusterName is the cluster name of the stock metadata hook.
 	DefaultClusterName = "default"
-	// DefaultHeartbeatInterval is the Java base's fixed heartbeat rate (spec §5.1).
+	// DefaultHeartbeatInterval is the Java base's fixed heartbeat rate (docs/protocol.md, "Heartbeat").
 	DefaultHeartbeatInterval = 10 * time.Second
 	// DefaultKeepAlive is the Java paho client's keep-alive.
 	DefaultKeepAlive = 60 * time.Second
@@ -46,7 +46,8 @@ const (
 )
 
 // Activation says what a base does when it installs a biz whose name already has an
-// ACTIVATED version (spec §7.1). The zero value is ActivateNew.
+// ACTIVATED version (docs/protocol.md, "A second version of an active biz"). The zero
+// value is ActivateNew.
 type Activation int
 
 const (
@@ -114,7 +115,8 @@ type Config struct {
 
 	// HeartbeatInterval is the heartbeat period. Defaults to DefaultHeartbeatInterval.
 	HeartbeatInterval time.Duration
-	// HeartbeatStopsOnError reproduces the Java heartbeat task's failure mode (spec §7.2):
+	// HeartbeatStopsOnError reproduces the Java heartbeat task's failure mode
+	// (docs/protocol.md, "The heartbeat task dies"):
 	// the first heartbeat whose publish fails (for instance while reconnecting) stops all
 	// later heartbeats until the next Restart. Off by default.
 	HeartbeatStopsOnError bool
@@ -135,10 +137,11 @@ type Config struct {
 	// the SetFailureRate knob.
 	FailureRate float64
 	// UnreachableURLs are biz URLs whose download fails: a single install of one fails,
-	// and a baseline containing one fails as a whole (spec §5.4). Initial value of the
-	// SetUnreachableURLs knob.
+	// and a baseline containing one fails as a whole (docs/protocol.md, "Batch install
+	// result"). Initial value of the SetUnreachableURLs knob.
 	UnreachableURLs []string
-	// Activation is the §7.1 mode. Initial value of the SetActivation knob.
+	// Activation is what an install next to an ACTIVATED version does (see the type).
+	// Initial value of the SetActivation knob.
 	Activation Activation
 	// StaticBizs are bizs baked into the base: installed ACTIVATED whenever the simulated
 	// JVM starts (Start and Restart), without any command.

@@ -8,12 +8,12 @@
 // the connect handler), publishes queryBaseline once and then a heartbeat
 // every HeartbeatInterval, and answers installBiz, uninstallBiz, the baseline
 // (batchInstallBiz), health and queryAllBiz with the payloads a real base
-// sends: the shapes, codes and messages of the protocol spec
-// (shared/protocol/arklet-mqtt.md §5), SOFAArk's rules for a second version of
-// an active biz (§7.1) and the per-biz command lock that fails rather than
-// waits (§5.8). Knobs inject what real bases do when things go wrong: slow
-// installs, failed installs, unreachable jars in a baseline, a silent base, a
-// dead heartbeat task (§7.2), a JVM restart and raw garbage.
+// sends: the shapes, codes and messages of docs/protocol.md ("Messages"),
+// SOFAArk's rules for a second version of an active biz and the per-biz
+// command lock that fails rather than waits (both in "Base behaviours a
+// controller must know"). Knobs inject what real bases do when things go
+// wrong: slow installs, failed installs, unreachable jars in a baseline, a
+// silent base, a dead heartbeat task, a JVM restart and raw garbage.
 //
 // A Base costs one paho client and one runtime timer: there is no goroutine of
 // its own while it is idle, so a thousand bases fit in one process; Fleet

@@ -72,7 +72,8 @@ func validateInstall(m protocol.BizModel) string {
 	return ""
 }
 
-// install runs one installBiz (spec §5.8, §7.1). ok is false if the process died.
+// install runs one installBiz (docs/protocol.md, "Install" and "A second version of an
+// active biz"). ok is false if the process died.
 func (p *process) install(m protocol.BizModel) (out protocol.Output[clientResponse], ok bool) {
 	if msg := validateInstall(m); msg != "" {
 		return exceptionOutput(validationError(installHandler, msg)), true
@@ -144,7 +145,8 @@ func repeatOutput(key string) protocol.Output[clientResponse] {
 	}
 }
 
-// uninstall runs one uninstallBiz (spec §5.9). ok is false if the process died.
+// uninstall runs one uninstallBiz (docs/protocol.md, "Uninstall"). ok is false if the
+// process died.
 func (p *process) uninstall(m protocol.BizModel) (out protocol.Output[clientResponse], ok bool) {
 	switch {
 	case strings.TrimSpace(m.BizName) == "":
@@ -182,8 +184,8 @@ func (p *process) uninstall(m protocol.BizModel) (out protocol.Output[clientResp
 	}, true
 }
 
-// batch runs a baseline as batchInstallBiz (spec §5.3, §5.4). ok is false if the process
-// died.
+// batch runs a baseline as batchInstallBiz (docs/protocol.md, "Baseline query and
+// baseline" and "Batch install result"). ok is false if the process died.
 func (p *process) batch(models []protocol.BizModel) (out any, ok bool) {
 	thrown := func(e javaError) batchResultJSON[clientResponse] {
 		return batchResultJSON[clientResponse]{Command: protocol.CommandBatchInstallBiz, Response: exceptionOutput(e)}
@@ -274,7 +276,7 @@ const (
 	classesPerBiz           = 6000
 )
 
-// health answers a health command with every indicator (spec §5.6).
+// health answers a health command with every indicator (docs/protocol.md, "Health").
 func (p *process) health() protocol.HealthReply {
 	b := p.b
 	bizs, space := p.reg.summaries()

@@ -78,14 +78,15 @@ func (b *Base) SetFailureRate(p float64) {
 
 // SetUnreachableURLs marks biz URLs whose download fails, replacing the previous list: a
 // single install of one fails with a FileNotFoundException, and a baseline containing one
-// fails as a whole (spec §5.4). No arguments clears it.
+// fails as a whole (docs/protocol.md, "Batch install result"). No arguments clears it.
 func (b *Base) SetUnreachableURLs(urls ...string) {
 	b.knobs.mu.Lock()
 	defer b.knobs.mu.Unlock()
 	b.knobs.unreachable = toSet(urls)
 }
 
-// SetActivation sets the §7.1 mode for later installs.
+// SetActivation sets, for later installs, what an install next to an ACTIVATED version of
+// the same name does (docs/protocol.md, "A second version of an active biz").
 func (b *Base) SetActivation(a Activation) {
 	b.knobs.mu.Lock()
 	defer b.knobs.mu.Unlock()
@@ -117,7 +118,8 @@ func (b *Base) Silenced() bool {
 }
 
 // StopHeartbeats kills the heartbeat task for good, as one failed publish does in a real
-// base (spec §7.2): the base keeps answering commands, health included, and sends
+// base (docs/protocol.md, "The heartbeat task dies"): the base keeps answering commands,
+// health included, and sends
 // heartbeats again only after Restart.
 func (b *Base) StopHeartbeats() {
 	if p := b.current(); p != nil {

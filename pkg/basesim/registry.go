@@ -12,7 +12,7 @@ import (
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
-// SOFAArk state change reasons (spec §6.2).
+// SOFAArk state change reasons (docs/protocol.md, "State-change reasons").
 const (
 	reasonCreated  = "CREATED"
 	reasonStarted  = "STARTED"
@@ -120,7 +120,8 @@ func newRegistry() *registry {
 }
 
 // tryLock takes the per-biz lock for key on behalf of command. If another command holds
-// it, tryLock returns that command and false: the lock fails rather than waits (§5.8).
+// it, tryLock returns that command and false: the lock fails rather than waits
+// (docs/protocol.md, "Per-biz command lock").
 func (r *registry) tryLock(key, command string) (string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -158,7 +159,8 @@ func (r *registry) register(m protocol.BizModel, now time.Time, static bool) boo
 }
 
 // start finishes the install of key after a successful start, applying SOFAArk's rule for
-// a name that already has an ACTIVATED version (spec §7.1), and returns the biz as the
+// a name that already has an ACTIVATED version (docs/protocol.md, "A second version of an
+// active biz"), and returns the biz as the
 // install reply describes it. ok is false if key is no longer registered.
 func (r *registry) start(key string, mode Activation, now time.Time) (bizModelJSON, int64, bool) {
 	r.mu.Lock()
@@ -264,7 +266,8 @@ func (r *registry) snapshot() []Biz {
 	return out
 }
 
-// simpleBiz returns the queryAllBiz answer: every registered biz, state lower case (§5.5).
+// simpleBiz returns the queryAllBiz answer: every registered biz, state lower case
+// (docs/protocol.md, "Query all biz").
 func (r *registry) simpleBiz() []protocol.SimpleBizInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -15,7 +15,8 @@ import (
 // ClientResponse) from a zero one (arklet's InstallBizClientResponse, a primitive long).
 // Fields are declared in fastjson's order (alphabetical) so payloads read like the vectors.
 
-// bizModelJSON is SOFAArk's BizModel as it appears in bizInfos (spec §5.8 case 1).
+// bizModelJSON is SOFAArk's BizModel as it appears in the bizInfos of a successful install
+// (docs/protocol.md, "Install").
 type bizModelJSON struct {
 	Attributes                    map[string]string      `json:"attributes"`
 	BizName                       string                 `json:"bizName"`
@@ -76,7 +77,8 @@ type batchResultJSON[T any] struct {
 	Command  string             `json:"command"`
 }
 
-// Fixed texts of the Java base (spec §5.4, §5.8, §5.9).
+// Fixed texts of the Java base (docs/protocol.md, "Batch install result", "Install" and
+// "Uninstall").
 const (
 	msgInstallNotSuccess   = "install biz not success!"
 	msgUninstallNotSuccess = "uninstall biz not success!"
@@ -192,8 +194,8 @@ func startError(msg string) javaError {
 	}
 }
 
-// exceptionOutput is the Output the tunnel builds around a thrown exception (spec §5.8
-// case 3): code FAILED, e.getMessage() (the bare text of a validation error,
+// exceptionOutput is the Output the tunnel builds around a thrown exception
+// (docs/protocol.md, "Install", outcome "exception"): code FAILED, e.getMessage() (the bare text of a validation error,
 // cause.toString() of a wrapped one), and a ClientResponse holding the stack trace.
 func exceptionOutput(e javaError) protocol.Output[clientResponse] {
 	return protocol.Output[clientResponse]{
@@ -203,7 +205,8 @@ func exceptionOutput(e javaError) protocol.Output[clientResponse] {
 	}
 }
 
-// conflictOutput is the answer to a command refused by the per-biz lock (spec §5.8 case 4).
+// conflictOutput is the answer to a command refused by the per-biz lock (docs/protocol.md,
+// "Per-biz command lock").
 func conflictOutput(key, command, running string) protocol.Output[clientResponse] {
 	return protocol.Output[clientResponse]{
 		Code: protocol.CodeFailed,

@@ -27,7 +27,10 @@ import (
 const removalTimeout = 30 * time.Second
 
 // vnode is one served base: its provider and the goroutines that keep its
-// virtual node. Its fields are touched only by the Controller's Run goroutine.
+// virtual node. The liveness fields (from limiter on) are touched only by the
+// Controller's Run goroutine. The others are set once by startBase and shared
+// with the base's goroutines: they call cancel on a panic and close
+// registered, done and removed.
 type vnode struct {
 	baseID   string
 	nodeName string

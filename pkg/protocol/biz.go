@@ -12,7 +12,7 @@ import (
 // case in state records, bizInfos and health, lower case in simpleBiz; use ParseBizState.
 type BizState string
 
-// Biz states (SOFAArk BizState, spec §6.1).
+// Biz states (SOFAArk BizState; docs/protocol.md, "Biz states").
 const (
 	// BizUnresolved is a biz not registered yet; also used for "no state known".
 	BizUnresolved BizState = "UNRESOLVED"
@@ -29,7 +29,8 @@ const (
 	BizStopped BizState = "STOPPED"
 )
 
-// legacyBizStates maps the digits of the short-lived array form of simpleBiz (spec §8.5).
+// legacyBizStates maps the digits of the short-lived array form of simpleBiz
+// (docs/protocol.md, "Legacy encodings").
 var legacyBizStates = map[string]BizState{
 	"1": BizUnresolved,
 	"2": BizResolved,

@@ -22,6 +22,6 @@
 //	topic := protocol.Topic(env, baseID, protocol.CommandInstallBiz)
 //
 // Every error wraps one of the Err… sentinels; Reason turns it into a metric label. The wire
-// format is specified in the shared arklet-mqtt.md; testdata/ holds payloads a real base
-// sends (see testdata/README.md) and drives the golden tests.
+// format is described in docs/protocol.md; testdata/ holds payloads a real base sends (see
+// testdata/README.md) and drives the golden tests.
 package protocol

@@ -18,7 +18,8 @@ import (
 const MaxPayloadSize = 1 << 20
 
 // DefaultMaxAge is how old a message may be before the reference controller drops it
-// (`publishTimestamp + 10s <= now`, spec §7.3); see Envelope.Expired.
+// (`publishTimestamp + 10s <= now`; docs/protocol.md, "Timestamps and freshness"); see
+// Envelope.Expired.
 const DefaultMaxAge = 10 * time.Second
 
 // Envelope wraps every base→controller payload.

@@ -7,7 +7,7 @@ import (
 )
 
 // Result codes. Output.Code is CodeSuccess or CodeFailed over MQTT; ClientResponse.Code and
-// BatchInstallResponse.Code may be any of them (spec §6.3).
+// BatchInstallResponse.Code may be any of them (docs/protocol.md, "Result codes").
 const (
 	// CodeSuccess means the command did what it was asked.
 	CodeSuccess = "SUCCESS"

@@ -10,7 +10,7 @@ import (
 const (
 	// DefaultEnv is the env a stock base (runtime >= 1.3.3) publishes under: its metadata hook
 	// returns the constant "default". The reference controller defaults to "dev" instead, so
-	// the two meet only if one side is configured (spec §8.1).
+	// the two meet only if one side is configured (docs/protocol.md, "Environment").
 	DefaultEnv = "default"
 	// FallbackEnv is the env a base uses when its metadata hook returns an empty env.
 	FallbackEnv = "dev"

@@ -13,7 +13,8 @@ import (
 
 // publishQoS is the QoS of every command. Commands are never retained: a retained command
 // is replayed by the broker to the base on every reconnect or restart, re-running stale
-// installs, uninstalls and baselines (spec §7.2), as the reference controller does.
+// installs, uninstalls and baselines, as the reference controller does (docs/protocol.md,
+// "Retained commands").
 const (
 	publishQoS      = 1
 	publishRetained = false

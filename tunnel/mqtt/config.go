@@ -21,7 +21,7 @@ const (
 	// DefaultClientIDPrefix is the client-ID prefix the reference controller uses.
 	DefaultClientIDPrefix = "koupleless"
 	// DefaultMaxMessageAge is how old a base's status message may be before it is dropped,
-	// the reference controller's window (spec §7.3).
+	// the reference controller's window (docs/protocol.md, "Timestamps and freshness").
 	DefaultMaxMessageAge = protocol.DefaultMaxAge
 	// DefaultKeepAlive is the MQTT keep-alive interval. A dead broker connection is noticed
 	// within about 1.5 times this.

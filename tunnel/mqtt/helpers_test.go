@@ -192,7 +192,8 @@ func (b *fakeBase) next() paho.Message {
 	}
 }
 
-// vectorDir holds the protocol spec's payload vectors, as a real base sends them; they are
+// vectorDir holds the protocol's payload vectors (docs/protocol.md, "Test vectors"), as a
+// real base sends them; they are
 // pkg/protocol's golden files, shared rather than copied.
 var vectorDir = filepath.Join("..", "..", "pkg", "protocol", "testdata")
 
