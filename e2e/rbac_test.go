@@ -139,8 +139,11 @@ func TestDeployManifestsRBAC(t *testing.T) {
 	const id = "10.9.0.1"
 	b := e.startBase(id, nil)
 	e.waitNode(id, "Ready", isReady)
-	_, err = c.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, e.nodeName(id), metav1.GetOptions{})
-	require.NoError(t, err, "the node's lease is kept")
+	// The lease is written by the node's own goroutine, just after the node.
+	require.Eventually(t, func() bool {
+		_, err := c.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, e.nodeName(id), metav1.GetOptions{})
+		return err == nil
+	}, waitLong, poll, "the node's lease is kept")
 
 	start = time.Now()
 	e.createPod(e.modulePod("mod", id, "biz1:0.0.1"))
