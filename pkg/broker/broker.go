@@ -188,13 +188,13 @@ func New(cfg Config) (*Broker, error) {
 	if err := s.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("add auth hook: %w", err)
 	}
-	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Address, TLSConfig: cfg.TLS})
+	l := closeSafely{listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Address, TLSConfig: cfg.TLS}), s}
 	if err := s.AddListener(l); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Address, err)
 	}
 	var localAddr string
 	if cfg.LocalAddress != "" {
-		local := listeners.NewTCP(listeners.Config{ID: "local", Address: cfg.LocalAddress})
+		local := closeSafely{listeners.NewTCP(listeners.Config{ID: "local", Address: cfg.LocalAddress}), s}
 		if err := s.AddListener(local); err != nil {
 			_ = s.Close()
 			return nil, fmt.Errorf("listen on %s: %w", cfg.LocalAddress, err)
@@ -249,6 +249,27 @@ func (b *Broker) Close() {
 		// mochi's Close always returns nil; it closes the listener and clients.
 		_ = b.server.Close()
 		close(b.closed)
+	})
+}
+
+// closeSafely is a TCP listener whose Close disconnects its clients without
+// mochi's Clients.GetByListener, which takes the clients' read lock twice:
+// a client connecting or leaving at that moment (a writer waiting between
+// the two) deadlocks the broker's Close for good. It was seen in CI, a
+// shutdown hanging for ten minutes. GetAll takes the lock once.
+type closeSafely struct {
+	*listeners.TCP
+	server *mqtt.Server
+}
+
+// Close stops the listener and disconnects the clients it accepted.
+func (l closeSafely) Close(listeners.CloseFn) {
+	l.TCP.Close(func(id string) {
+		for _, cl := range l.server.Clients.GetAll() {
+			if cl.Net.Listener == id && !cl.Closed() {
+				_ = l.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
 	})
 }
 

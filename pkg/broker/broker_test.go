@@ -127,10 +127,12 @@ func TestBrokerRunStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
-	_, err = connect(t, "tcp://"+b.Addr(), "", "", nil)
+	c, err := connect(t, "tcp://"+b.Addr(), "", "", nil)
 	require.NoError(t, err)
 	cancel()
 	require.NoError(t, <-done)
+	require.Eventually(t, func() bool { return !c.IsConnectionOpen() }, 10*time.Second, 10*time.Millisecond,
+		"closing the broker disconnects its clients")
 	_, err = net.DialTimeout("tcp", b.Addr(), time.Second)
 	require.Error(t, err, "address must be released after Run returns")
 	require.ErrorIs(t, b.Run(t.Context()), ErrClosed)
