@@ -184,7 +184,10 @@ func TestBrokerRestart(t *testing.T) {
 			}, waitFor, 50*time.Millisecond)
 			require.Zero(t, ctrl.count(b.Identity(), protocol.SuffixQueryBaseline), "queryBaseline only on a process's first connect")
 			if dies {
-				require.Never(t, func() bool { return ctrl.count(b.Identity(), protocol.SuffixHeartbeat) > 0 }, 10*interval, interval)
+				// The publish that failed may still sit in the client's QoS 1
+				// store and be delivered once after the reconnect; no other
+				// heartbeat may follow it.
+				require.Never(t, func() bool { return ctrl.count(b.Identity(), protocol.SuffixHeartbeat) > 1 }, 10*interval, interval)
 			} else {
 				ctrl.await(b.Identity(), protocol.SuffixHeartbeat, 2)
 			}
