@@ -186,8 +186,10 @@ func (w *world) observe() snapshot {
 	}
 	if d, err := w.client.AppsV1().Deployments(w.ns).Get(ctx, "chaos-peer", metav1.GetOptions{}); err != nil {
 		s.problem("get peer deployment: %v", err)
-	} else if d.Spec.Replicas == nil || int(*d.Spec.Replicas) != len(byID) {
-		s.problem("peer deployment has %v replicas, want %d (live bases)", d.Spec.Replicas, len(byID))
+	} else if d.Spec.Replicas == nil {
+		s.problem("peer deployment has no replicas set, want %d (live bases)", len(byID))
+	} else if int(*d.Spec.Replicas) != len(byID) {
+		s.problem("peer deployment has %d replicas, want %d (live bases)", *d.Spec.Replicas, len(byID))
 	}
 	for name, keys := range active {
 		for key := range keys {
