@@ -1,8 +1,10 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,8 +21,11 @@ import (
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
-// nodeNameIndex indexes the shared pod cache by spec.nodeName.
-const nodeNameIndex = "spec.nodeName"
+// Indexes of the shared pod cache.
+const (
+	nodeNameIndex = "spec.nodeName"
+	podIPIndex    = "status.podIP"
+)
 
 // podCache is the one pod informer of the process: a single LIST+WATCH of
 // the bound pods, indexed by node name, that feeds every virtual node's
@@ -31,7 +36,8 @@ const nodeNameIndex = "spec.nodeName"
 //
 // Field selectors cannot select "the virtual nodes of this env", so the watch
 // takes every bound pod; a pod on any other node is reduced to the fields
-// the index needs before it is stored, so foreign pods cost little memory.
+// the indexes and lookupTopology read before it is stored, so foreign pods
+// cost little memory.
 type podCache struct {
 	informer     cache.SharedIndexInformer
 	registration cache.ResourceEventHandlerRegistration
@@ -46,6 +52,7 @@ func newPodCache(client kubernetes.Interface, env string) (*podCache, error) {
 	informer := corev1informers.NewFilteredPodInformer(client, metav1.NamespaceAll, 0, cache.Indexers{
 		cache.NamespaceIndex: cache.MetaNamespaceIndexFunc,
 		nodeNameIndex:        podNodeName,
+		podIPIndex:           podIP,
 	}, func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermNotEqualSelector("spec.nodeName", "").String()
 	})
@@ -149,6 +156,33 @@ func (pc *podCache) onDelete(obj any) {
 	}
 }
 
+// withPodIP returns the bound pods that show ip, by namespace and name.
+func (pc *podCache) withPodIP(ip string) ([]*corev1.Pod, error) {
+	objs, err := pc.informer.GetIndexer().ByIndex(podIPIndex, ip)
+	if err != nil {
+		return nil, err
+	}
+	pods := make([]*corev1.Pod, 0, len(objs))
+	for _, obj := range objs {
+		if pod, ok := obj.(*corev1.Pod); ok {
+			pods = append(pods, pod)
+		}
+	}
+	slices.SortFunc(pods, func(a, b *corev1.Pod) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	return pods, nil
+}
+
+// podIP is the podIPIndex function.
+func podIP(obj any) ([]string, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok || pod.Status.PodIP == "" {
+		return nil, nil
+	}
+	return []string{pod.Status.PodIP}, nil
+}
+
 // podNodeName is the nodeNameIndex function.
 func podNodeName(obj any) ([]string, error) {
 	pod, ok := obj.(*corev1.Pod)
@@ -159,8 +193,9 @@ func podNodeName(obj any) ([]string, error) {
 }
 
 // trimForeignPod returns the cache transform: a pod bound to a node that is
-// not a virtual node of env keeps only its identity and node name, which is
-// all the index and the dispatcher read of it. Every pod loses its managed
+// not a virtual node of env keeps only its identity, node name, phase and
+// pod IP, which is all the indexes, the dispatcher and lookupTopology read
+// of it. Every pod loses its managed
 // fields, which nothing here reads. (Status updates sent from a trimmed copy
 // leave the server's managed fields as they are: an absent list means keep.)
 func trimForeignPod(env string) cache.TransformFunc {
@@ -181,7 +216,8 @@ func trimForeignPod(env string) cache.TransformFunc {
 				UID:             pod.UID,
 				ResourceVersion: pod.ResourceVersion,
 			},
-			Spec: corev1.PodSpec{NodeName: pod.Spec.NodeName},
+			Spec:   corev1.PodSpec{NodeName: pod.Spec.NodeName},
+			Status: corev1.PodStatus{Phase: pod.Status.Phase, PodIP: pod.Status.PodIP},
 		}, nil
 	}
 }

@@ -186,9 +186,13 @@ func TestForeignPodsAreTrimmed(t *testing.T) {
 	require.Nil(t, got.(*corev1.Pod).ManagedFields)
 
 	for _, nodeName := range []string{"worker-1", protocol.NodeName("other", "a")} {
-		got, err := trim(testPod("foreign", nodeName))
+		foreign := testPod("foreign", nodeName)
+		foreign.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.9", HostIP: "192.168.0.1"}
+		got, err := trim(foreign)
 		require.NoError(t, err)
 		pod := got.(*corev1.Pod)
+		// What lookupTopology reads of a base's own Pod stays.
+		require.Equal(t, corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.9"}, pod.Status)
 		require.Equal(t, nodeName, pod.Spec.NodeName)
 		require.Equal(t, "foreign", pod.Name)
 		require.Empty(t, pod.Spec.Containers, "pod on %s", nodeName)

@@ -432,15 +432,18 @@ func (c *Controller) lookupTopology(ctx context.Context, v *vnode) {
 	if ip == "" {
 		return
 	}
-	pods, err := c.cfg.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("status.podIP", ip).String(),
-	})
+	// From the shared pod cache: a LIST by status.podIP per new base would
+	// make the API server scan every pod of the cluster each time.
+	if !c.pods.waitForSync(ctx) {
+		return
+	}
+	pods, err := c.pods.withPodIP(ip)
 	if err != nil {
 		log.G(ctx).WithError(err).Debug("cannot look up the base's pod")
 		return
 	}
 	var n *corev1.Node
-	for _, p := range pods.Items {
+	for _, p := range pods {
 		// Module pods carry their base's IP too. Those on this base's node
 		// or on another virtual node (a former node of a base with this IP,
 		// another env's) are not the base's own Pod.
