@@ -207,7 +207,8 @@ func (c *Controller) runNodeController(ctx context.Context, v *vnode) (err error
 	}()
 	client := c.cfg.Client
 	nodes := client.CoreV1().Nodes()
-	nc, err := node.NewNodeController(v.provider, v.provider.Node(), nodes,
+	registered := v.provider.Node()
+	nc, err := node.NewNodeController(v.provider, registered.DeepCopy(), nodes,
 		node.WithNodeEnableLeaseV1WithRenewInterval(
 			client.CoordinationV1().Leases(corev1.NamespaceNodeLease),
 			int32(c.cfg.NodeLeaseDuration/time.Second), c.cfg.LeaseRenewInterval),
@@ -227,7 +228,9 @@ func (c *Controller) runNodeController(ctx context.Context, v *vnode) (err error
 	go func() {
 		select {
 		case <-nc.Ready():
-			v.provider.PushNodeStatus()
+			// The node was created (its status with it) or updated from
+			// registered: write it again only if it changed meanwhile.
+			v.provider.PushNodeStatusSince(registered)
 			if v.markRegistered() {
 				c.recorder.Event(v.nodeRef(), corev1.EventTypeNormal, "BaseRegistered", "virtual node serves the base")
 			}
