@@ -137,6 +137,27 @@ func TestProviderNotifiesOnlyRealChanges(t *testing.T) {
 	require.Empty(t, got, "no notification without a change")
 }
 
+func TestPushNodeStatusSinceWritesOnlyAChange(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	p, err := New(Config{
+		Node: testNodeConfig("base-1"), Base: BaseInfo{Status: heartbeat("base-1")},
+		Readiness: Readiness{Reachable: true}, Tunnel: tunneltest.New(), Events: nopRecorder{}, Clock: clk,
+	})
+	require.NoError(t, err)
+	// No NotifyNodeStatus listener: the one-slot mailbox shows every push.
+	registered := p.Node()
+	clk.Step(time.Minute)
+	p.PushNodeStatusSince(registered)
+	require.Empty(t, p.wakeup, "no write of the node a controller just registered")
+
+	changed := heartbeat("base-1")
+	changed.BaseMetadata.Version = "1.0.1"
+	require.True(t, p.UpdateBase(changed))
+	<-p.wakeup // UpdateBase's own push, which a controller not listening yet misses
+	p.PushNodeStatusSince(registered)
+	require.Len(t, p.wakeup, 1, "a change since registration is written")
+}
+
 func TestNewRejectsBadBaseID(t *testing.T) {
 	_, err := New(Config{Node: testNodeConfig("a/b"), Tunnel: tunneltest.New(), Events: nopRecorder{}})
 	require.ErrorIs(t, err, protocol.ErrInvalidBaseID)

@@ -194,6 +194,18 @@ func (p *Provider) PushNodeStatus() {
 	}
 }
 
+// PushNodeStatusSince asks for the current node to be written if it changed
+// since n, a node Node returned: the one a node controller registered, say,
+// which a change made before that controller listened did not reach.
+func (p *Provider) PushNodeStatusSince(n *corev1.Node) {
+	p.mu.Lock()
+	changed := nodeChanged(n, p.node)
+	p.mu.Unlock()
+	if changed {
+		p.PushNodeStatus()
+	}
+}
+
 // UpdateBase records a heartbeat's content. It reports whether the node
 // changed (labels or addresses).
 func (p *Provider) UpdateBase(status protocol.BaseStatus) bool {

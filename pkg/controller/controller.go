@@ -70,6 +70,8 @@ type Controller struct {
 	// informers its pod controller insists on; they are never started, so
 	// nothing is watched (see runPods).
 	unusedInformers informers.SharedInformerFactory
+	// pods is the one pod informer behind every vnode's pod controller.
+	pods *podCache
 }
 
 // New returns a Controller. It validates cfg and fills in defaults.
@@ -82,7 +84,12 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	pods, err := newPodCache(cfg.Client, cfg.Env)
+	if err != nil {
+		return nil, err
+	}
 	return &Controller{
+		pods:       pods,
 		cfg:        cfg,
 		metrics:    m,
 		bases:      map[string]*vnode{},
@@ -110,6 +117,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.cfg.Client.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 	c.recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: componentName})
+	podsCtx, stopPods := context.WithCancel(ctx)
+	defer stopPods()
+	c.wg.Go(func() { c.pods.Run(podsCtx) })
 
 	if err := c.adoptNodes(ctx); err != nil {
 		return err

@@ -9,8 +9,11 @@
 // base it starts a vnode: a provider.Provider (the base's pods and bizs), a
 // virtual-kubelet NodeController (node status and Lease; a fresh one for
 // every registration attempt, since a NodeController runs once), and a
-// virtual-kubelet PodController on an informer of the pods bound to the node.
-// A panic in a base's goroutines tears down only that base.
+// virtual-kubelet PodController. The PodControllers share one pod informer
+// (one LIST+WATCH of the bound pods, indexed by node name): each gets a view
+// of it that delivers and lists only its node's pods, fed by one event
+// handler that dispatches by node name (pods.go). A panic in a base's
+// goroutines tears down only that base.
 //
 // # Liveness
 //

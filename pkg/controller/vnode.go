@@ -16,8 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	corev1informers "k8s.io/client-go/informers/core/v1"
 
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/provider"
@@ -209,7 +207,8 @@ func (c *Controller) runNodeController(ctx context.Context, v *vnode) (err error
 	}()
 	client := c.cfg.Client
 	nodes := client.CoreV1().Nodes()
-	nc, err := node.NewNodeController(v.provider, v.provider.Node(), nodes,
+	registered := v.provider.Node()
+	nc, err := node.NewNodeController(v.provider, registered.DeepCopy(), nodes,
 		node.WithNodeEnableLeaseV1WithRenewInterval(
 			client.CoordinationV1().Leases(corev1.NamespaceNodeLease),
 			int32(c.cfg.NodeLeaseDuration/time.Second), c.cfg.LeaseRenewInterval),
@@ -229,7 +228,9 @@ func (c *Controller) runNodeController(ctx context.Context, v *vnode) (err error
 	go func() {
 		select {
 		case <-nc.Ready():
-			v.provider.PushNodeStatus()
+			// The node was created (its status with it) or updated from
+			// registered: write it again only if it changed meanwhile.
+			v.provider.PushNodeStatusSince(registered)
 			if v.markRegistered() {
 				c.recorder.Event(v.nodeRef(), corev1.EventTypeNormal, "BaseRegistered", "virtual node serves the base")
 			}
@@ -258,19 +259,17 @@ func (c *Controller) recoverBase(ctx context.Context, v *vnode) {
 	}
 }
 
-// runPods runs the base's pod controller, on a pod informer that watches only
-// the pods bound to its node, once the node is registered.
+// runPods runs the base's pod controller, on the view of the shared pod
+// cache that holds only the pods bound to its node, once the node is
+// registered.
 func (c *Controller) runPods(ctx context.Context, v *vnode) {
 	select {
 	case <-v.registered:
 	case <-ctx.Done():
 		return
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", v.nodeName).String()
-		}))
-	pods := factory.Core().V1().Pods()
+	pods := c.pods.forNode(v.nodeName)
+	defer pods.Close()
 	pc, err := node.NewPodController(node.PodControllerConfig{
 		PodClient:         c.cfg.Client.CoreV1(),
 		PodInformer:       pods,
@@ -288,24 +287,20 @@ func (c *Controller) runPods(ctx context.Context, v *vnode) {
 		log.G(ctx).WithError(err).Error("cannot create pod controller")
 		return
 	}
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
-	go c.adoptPods(ctx, v, pods, factory)
+	go c.adoptPods(ctx, v, pods)
 	if err := pc.Run(ctx, c.cfg.PodWorkers); err != nil && ctx.Err() == nil {
 		log.G(ctx).WithError(err).Error("pod controller stopped")
 	}
 }
 
-// adoptPods hands the provider every pod bound to the node once the informer
-// synced. virtual-kubelet never hands over pods in a terminal phase, yet a
-// Failed (superseded) pod still owns its biz on the base, which its deletion
-// must uninstall; and until every pod is known, a biz cannot be called an
-// orphan.
-func (c *Controller) adoptPods(ctx context.Context, v *vnode, pods corev1informers.PodInformer, factory informers.SharedInformerFactory) {
-	for _, ok := range factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return
-		}
+// adoptPods hands the provider every pod bound to the node once the shared
+// pod cache synced. virtual-kubelet never hands over pods in a terminal
+// phase, yet a Failed (superseded) pod still owns its biz on the base, which
+// its deletion must uninstall; and until every pod is known, a biz cannot be
+// called an orphan.
+func (c *Controller) adoptPods(ctx context.Context, v *vnode, pods *nodePods) {
+	if !c.pods.waitForSync(ctx) {
+		return
 	}
 	list, err := pods.Lister().List(labels.Everything())
 	if err != nil {
@@ -440,15 +435,18 @@ func (c *Controller) lookupTopology(ctx context.Context, v *vnode) {
 	if ip == "" {
 		return
 	}
-	pods, err := c.cfg.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("status.podIP", ip).String(),
-	})
+	// From the shared pod cache: a LIST by status.podIP per new base would
+	// make the API server scan every pod of the cluster each time.
+	if !c.pods.waitForSync(ctx) {
+		return
+	}
+	pods, err := c.pods.withPodIP(ip)
 	if err != nil {
 		log.G(ctx).WithError(err).Debug("cannot look up the base's pod")
 		return
 	}
 	var n *corev1.Node
-	for _, p := range pods.Items {
+	for _, p := range pods {
 		// Module pods carry their base's IP too. Those on this base's node
 		// or on another virtual node (a former node of a base with this IP,
 		// another env's) are not the base's own Pod.

@@ -72,6 +72,8 @@ type result struct {
 	Percentiles      map[string]string  `json:"percentiles"`
 	Idle             map[string]float64 `json:"idle"`
 	IdleRequests     map[string]float64 `json:"idle_api_requests_per_base_per_minute"`
+	RolloutRequests  map[string]float64 `json:"registration_rollout_api_requests"`
+	PodWatches       float64            `json:"open_pod_watches_after_rollout"`
 	Churn            map[string]int     `json:"churn_counts"`
 	Notes            []string           `json:"notes"`
 	ControllerPeakKB int64              `json:"controller_peak_rss_kib"`
@@ -99,7 +101,7 @@ func main() {
 	defer stop()
 	b := &bench{opts: o, began: time.Now(), res: result{
 		N: o.n, Broker: o.broker, Phases: map[string]float64{}, Percentiles: map[string]string{},
-		Idle: map[string]float64{}, IdleRequests: map[string]float64{}, Churn: map[string]int{},
+		Idle: map[string]float64{}, IdleRequests: map[string]float64{}, RolloutRequests: map[string]float64{}, Churn: map[string]int{},
 	}}
 	err = b.run(ctx)
 	if cerr := b.cleanup(); cerr != nil {
@@ -579,6 +581,10 @@ func (b *bench) real(ctx context.Context) error {
 		}
 	}()
 	prof := b.startProfile(pprofAddr, "registration", 8)
+	phasesStart, err := b.apiRequests(ctx)
+	if err != nil {
+		return err
+	}
 	b.step("registration: starting %d bases at once", n)
 	start := time.Now()
 	b.fleet, err = basesim.StartFleet(ctx, basesim.FleetConfig{
@@ -625,6 +631,9 @@ func (b *bench) real(ctx context.Context) error {
 		ratio = fmt.Sprintf(" (%.2f× ideal)", d.Seconds()/id)
 	}
 	b.row("DaemonSet rollout: all pods Running", fmtDur(d)+ratio)
+	if err := b.rolloutRequests(ctx, phasesStart); err != nil {
+		return err
+	}
 	toInstall, toRunning := b.podLatencies(pt, "0.0.1")
 	b.pct("bound → installBiz at the base", toInstall)
 	b.pct("ACTIVATED at the base → pod Running", toRunning)
@@ -824,15 +833,55 @@ func (b *bench) pct(what string, d []time.Duration) {
 	b.row(what, s)
 }
 
+// rolloutRequests reports the API requests of all clients from the start of
+// registration to the end of the rollout, by verb and resource, and the pod
+// watches open once the rollout is done.
+func (b *bench) rolloutRequests(ctx context.Context, before map[string]float64) error {
+	after, err := b.apiRequests(ctx)
+	if err != nil {
+		return err
+	}
+	var keys []string
+	for k, v := range after {
+		if dv := v - before[k]; dv > 0 {
+			b.res.RolloutRequests[k] = dv
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return b.res.RolloutRequests[keys[i]] > b.res.RolloutRequests[keys[j]] })
+	var parts []string
+	for i, k := range keys {
+		if i == 12 {
+			parts = append(parts, "…")
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, b.res.RolloutRequests[k]))
+	}
+	b.row("registration + rollout: API requests by verb/resource (all clients)", strings.Join(parts, "; "))
+	open, err := b.scrape(ctx, "apiserver_longrunning_requests")
+	if err != nil {
+		return err
+	}
+	b.res.PodWatches = open["WATCH pods"]
+	b.row("open pod watches after the rollout (all clients)", fmt.Sprintf("%.0f", open["WATCH pods"]))
+	return nil
+}
+
 // apiRequests scrapes apiserver_request_total, summed by "VERB resource".
 func (b *bench) apiRequests(ctx context.Context) (map[string]float64, error) {
+	return b.scrape(ctx, "apiserver_request_total")
+}
+
+// scrape reads one metric of the API server's /metrics, summed by "VERB
+// resource".
+func (b *bench) scrape(ctx context.Context, metric string) (map[string]float64, error) {
 	raw, err := b.client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]float64{}
 	for _, l := range strings.Split(string(raw), "\n") {
-		if !strings.HasPrefix(l, "apiserver_request_total{") {
+		if !strings.HasPrefix(l, metric+"{") {
 			continue
 		}
 		i := strings.LastIndexByte(l, '}')
@@ -841,7 +890,7 @@ func (b *bench) apiRequests(ctx context.Context) (map[string]float64, error) {
 			continue
 		}
 		lbl := map[string]string{}
-		for _, kv := range strings.Split(l[len("apiserver_request_total{"):i], ",") {
+		for _, kv := range strings.Split(l[len(metric+"{"):i], ",") {
 			k, val, _ := strings.Cut(kv, "=")
 			lbl[k] = strings.Trim(val, `"`)
 		}
