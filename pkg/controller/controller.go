@@ -82,6 +82,9 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, all := cfg.Ownership.(AllBases); !all {
+		cfg.Tunnel = ownedTunnel{Tunnel: cfg.Tunnel, owns: cfg.Ownership}
+	}
 	return &Controller{
 		cfg:      cfg,
 		metrics:  m,
@@ -122,6 +125,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	ticker := c.cfg.Clock.NewTicker(c.cfg.CheckInterval)
 	defer ticker.Stop()
 	defer c.wg.Wait()
+	ownershipChanged := c.ownershipChanges()
 	for {
 		select {
 		case <-ctx.Done():
@@ -140,7 +144,10 @@ func (c *Controller) Run(ctx context.Context) error {
 			if c.bases[v.baseID] == v {
 				c.tearDown(ctx, v, "its goroutines panicked")
 			}
+		case <-ownershipChanged:
+			c.onOwnershipChanged(ctx)
 		case <-ticker.C():
+			c.checkOwnership(ctx)
 			c.checkLiveness(ctx)
 		}
 	}
@@ -203,6 +210,9 @@ func (c *Controller) handleSafely(ctx context.Context, ev tunnel.Event) {
 func (c *Controller) handle(ctx context.Context, ev tunnel.Event) {
 	baseID := ev.Base()
 	if !c.cfg.Ownership.Owns(baseID) {
+		if v, served := c.bases[baseID]; served {
+			c.handOver(ctx, v) // another replica serves it now
+		}
 		return
 	}
 	now := c.cfg.Clock.Now()
