@@ -1,0 +1,291 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/moduleops/module-controller/e2e/framework"
+	"github.com/moduleops/module-controller/pkg/basesim"
+	"github.com/moduleops/module-controller/pkg/protocol"
+)
+
+// Cluster-mode timing of these tests: a Lease not renewed for 6 s may be
+// taken; a replica stops acting 4 s after its last renewal started.
+const clusterLeaseDuration = 6 * time.Second
+
+// clusterEnv is an env served by several controller replicas in cluster
+// mode, all on one Mosquitto, sharing Leases in the env's namespace.
+type clusterEnv struct {
+	*env
+	replicas []*framework.Controller
+}
+
+func newClusterEnv(t *testing.T, replicas int) *clusterEnv {
+	t.Helper()
+	c := sharedCluster(t)
+	e := &env{t: t, name: framework.RandomName("e", 6), cluster: c, client: c.Client}
+	e.namespace = "ns-" + e.name
+	_, err := c.Client.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.namespace}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx := context.WithoutCancel(t.Context())
+		_ = c.Client.CoreV1().Namespaces().Delete(ctx, e.namespace, metav1.DeleteOptions{})
+		nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "virtual-kubelet.koupleless.io/env=" + e.name})
+		if err != nil {
+			return
+		}
+		for _, n := range nodes.Items {
+			_ = c.Client.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{})
+			_ = c.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Delete(ctx, n.Name, metav1.DeleteOptions{})
+		}
+	})
+	e.broker = framework.StartBroker(t, framework.Mosquitto)
+	ce := &clusterEnv{env: e}
+	for i := range replicas {
+		args := append(append([]string{}, fastControllerArgs...),
+			"--cluster-mode", "--namespace="+e.namespace, "--client-id=mc-"+strconv.Itoa(i),
+			"--cluster-lease-duration=6s", "--cluster-renew-deadline=4s", "--cluster-renew-interval=2s", "--cluster-retry-period=1s")
+		ctrl := framework.StartController(t, framework.ControllerOptions{Kubeconfig: c.Kubeconfig, Env: e.name, BrokerURL: e.broker.URL, Args: args})
+		t.Cleanup(func() { _ = ctrl.Signal(syscall.SIGCONT) }) // a stopped process cannot stop cleanly
+		ce.replicas = append(ce.replicas, ctrl)
+	}
+	e.controller = ce.replicas[0]
+	return ce
+}
+
+var ownedRE = regexp.MustCompile(`(?m)^module_controller_cluster_bases_owned (\d+)$`)
+
+// owned returns how many bases each replica says it owns (-1: no answer).
+func (ce *clusterEnv) owned() []int {
+	out := make([]int, len(ce.replicas))
+	for i, r := range ce.replicas {
+		out[i] = -1
+		m, err := r.Metrics()
+		if err != nil {
+			continue
+		}
+		if g := ownedRE.FindStringSubmatch(m); g != nil {
+			out[i], _ = strconv.Atoi(g[1])
+		}
+	}
+	return out
+}
+
+// holders returns the holder of every base Lease, by base ID.
+func (ce *clusterEnv) holders() map[string]string {
+	ce.t.Helper()
+	list, err := ce.client.CoordinationV1().Leases(ce.namespace).List(ce.t.Context(), metav1.ListOptions{LabelSelector: "module-controller.koupleless.io/lease=base"})
+	require.NoError(ce.t, err)
+	out := map[string]string{}
+	for _, l := range list.Items {
+		if l.Spec.HolderIdentity != nil {
+			out[l.Annotations["module-controller.koupleless.io/base"]] = *l.Spec.HolderIdentity
+		}
+	}
+	return out
+}
+
+// startFleet starts n bases, each with one module pod, and waits until
+// every pod runs.
+func (ce *clusterEnv) startFleet(n int) (ids []string, bases map[string]*basesim.Base) {
+	bases = map[string]*basesim.Base{}
+	for i := range n {
+		id := fmt.Sprintf("10.41.0.%d", i+1)
+		ids = append(ids, id)
+		bases[id] = ce.startBase(id, nil)
+	}
+	for i, id := range ids {
+		ce.waitNode(id, "Ready", isReady)
+		ce.createPod(ce.modulePod("m"+strconv.Itoa(i), id, "biz1:0.0.1"))
+	}
+	for i := range ids {
+		ce.waitPod("m"+strconv.Itoa(i), "Running", running)
+	}
+	return ids, bases
+}
+
+// requireUndisturbed checks that every module pod still runs, and that each
+// base got its one install and no uninstall.
+func (ce *clusterEnv) requireUndisturbed(ids []string, bases map[string]*basesim.Base, gone *deletions) {
+	ce.t.Helper()
+	for i, id := range ids {
+		p, err := ce.client.CoreV1().Pods(ce.namespace).Get(ce.t.Context(), "m"+strconv.Itoa(i), metav1.GetOptions{})
+		require.NoError(ce.t, err)
+		require.True(ce.t, running(p), "pod on %s disturbed: %s", id, describePod(p))
+		n, err := ce.client.CoreV1().Nodes().Get(ce.t.Context(), ce.nodeName(id), metav1.GetOptions{})
+		require.NoError(ce.t, err)
+		require.True(ce.t, isReady(n), "node of %s: %s", id, describeNode(n))
+		b := bases[id]
+		require.Equal(ce.t, 1, b.ReceivedCount(protocol.CommandInstallBiz, "biz1:0.0.1"), "base %s: installs", id)
+		require.Zero(ce.t, b.ReceivedCount(protocol.CommandUninstallBiz, ""), "base %s got an uninstall", id)
+		require.Zero(ce.t, b.ReceivedCount(basesim.CommandBaseline, ""), "base %s got a baseline", id)
+	}
+	require.Empty(ce.t, gone.seen(), "nodes or pods deleted")
+}
+
+// TestClusterSpreadAndKill: three replicas share 30 bases ten each; after
+// kill -9 of one, its bases are owned and served again within the lease
+// duration and a round, with no module pod disturbed and no install or
+// uninstall repeated; restarted, it takes its share back the same way.
+func TestClusterSpreadAndKill(t *testing.T) {
+	ce := newClusterEnv(t, 3)
+	ids, bases := ce.startFleet(30)
+	require.Eventually(t, func() bool {
+		o := ce.owned()
+		return o[0]+o[1]+o[2] == 30 && len(ce.holders()) == 30
+	}, waitLong, poll)
+	spread := ce.owned()
+	t.Logf("bases owned per replica: %v", spread)
+	for i, n := range spread {
+		require.InDelta(t, 10, n, 2, "replica mc-%d owns %d bases", i, n)
+	}
+	gone := ce.watchDeletions()
+	defer gone.stop()
+	ce.requireUndisturbed(ids, bases, gone)
+
+	victim := map[string]bool{}
+	for id, h := range ce.holders() {
+		if h == "mc-2" {
+			victim[id] = true
+		}
+	}
+	for id := range victim {
+		bases[id].ResetReceived()
+	}
+	// Reset keeps the counts comparable: the first install happened before.
+	require.NoError(t, ce.replicas[2].Kill())
+	killed := time.Now()
+	require.Eventually(t, func() bool {
+		o := ce.owned()
+		return o[0]+o[1] == 30
+	}, clusterLeaseDuration+10*time.Second, 100*time.Millisecond, "the killed replica's bases were not taken over")
+	owned := time.Since(killed)
+	// Served again: the new owner adopted the base and asked for its biz list.
+	require.Eventually(t, func() bool {
+		for id := range victim {
+			if bases[id].ReceivedCount(protocol.CommandQueryAllBiz, "") == 0 {
+				return false
+			}
+		}
+		return true
+	}, waitLong, 50*time.Millisecond)
+	served := time.Since(killed)
+	t.Logf("kill -9 of mc-2 (%d bases): all owned again after %s, all served (queryAllBiz) after %s; lease duration %s",
+		len(victim), owned.Round(10*time.Millisecond), served.Round(10*time.Millisecond), clusterLeaseDuration)
+	require.Less(t, owned, clusterLeaseDuration+3*time.Second)
+	for id := range victim {
+		require.Zero(t, bases[id].ReceivedCount(protocol.CommandInstallBiz, ""), "base %s got an install after the failover", id)
+		require.Zero(t, bases[id].ReceivedCount(protocol.CommandUninstallBiz, ""), "base %s got an uninstall after the failover", id)
+	}
+	hold(t, 3*time.Second) // a few heartbeats and health polls under the new owners
+
+	// Restarted, it takes its share back from the others through released
+	// Leases, with the same guarantees.
+	require.NoError(t, ce.replicas[2].Start(t.Context()))
+	require.Eventually(t, func() bool {
+		o := ce.owned()
+		return o[0]+o[1]+o[2] == 30 && o[2] >= 8
+	}, waitLong, poll)
+	t.Logf("after the restart: %v", ce.owned())
+	hold(t, 3*time.Second)
+	for i, id := range ids {
+		p, err := ce.client.CoreV1().Pods(ce.namespace).Get(t.Context(), "m"+strconv.Itoa(i), metav1.GetOptions{})
+		require.NoError(t, err)
+		require.True(t, running(p), "pod on %s disturbed: %s", id, describePod(p))
+		require.Zero(t, bases[id].ReceivedCount(protocol.CommandUninstallBiz, ""), "base %s got an uninstall", id)
+		if victim[id] {
+			require.Zero(t, bases[id].ReceivedCount(protocol.CommandInstallBiz, ""), "base %s got a second install", id)
+		} else {
+			require.Equal(t, 1, bases[id].ReceivedCount(protocol.CommandInstallBiz, "biz1:0.0.1"), "base %s: installs", id)
+		}
+	}
+	require.Empty(t, gone.seen(), "nodes or pods deleted")
+}
+
+// TestClusterSplitBrain: a replica stopped (SIGSTOP) past its lease
+// duration loses its bases to the others; resumed (SIGCONT), it sends no
+// command to a base before it owns it again.
+func TestClusterSplitBrain(t *testing.T) {
+	ce := newClusterEnv(t, 2)
+	ids, bases := ce.startFleet(10)
+	require.Eventually(t, func() bool {
+		o := ce.owned()
+		return o[0]+o[1] == 10 && len(ce.holders()) == 10
+	}, waitLong, poll)
+	gone := ce.watchDeletions()
+	defer gone.stop()
+	lost := map[string]bool{}
+	for id, h := range ce.holders() {
+		if h == "mc-1" {
+			lost[id] = true
+		}
+	}
+	require.NotEmpty(t, lost)
+
+	require.NoError(t, ce.replicas[1].Signal(syscall.SIGSTOP))
+	stopped := time.Now()
+	require.Eventually(t, func() bool { return ce.owned()[0] == 10 }, clusterLeaseDuration+10*time.Second, 100*time.Millisecond)
+	t.Logf("mc-1 stopped: mc-0 owns all 10 bases after %s", time.Since(stopped).Round(10*time.Millisecond))
+	hold(t, 2*time.Second)
+	offset, err := ce.replicas[1].LogSize() // the stopped process writes nothing: later lines are after SIGCONT
+	require.NoError(t, err)
+	require.NoError(t, ce.replicas[1].Signal(syscall.SIGCONT))
+	// It rejoins and takes its share back through released Leases.
+	require.Eventually(t, func() bool {
+		o := ce.owned()
+		return o[0]+o[1] == 10 && o[1] >= 4
+	}, waitLong, poll)
+	hold(t, 2*time.Second)
+
+	// In its log since SIGCONT, no command to a base comes before it took
+	// that base's Lease again.
+	logText, err := ce.replicas[1].Log(offset)
+	require.NoError(t, err)
+	retaken := map[string]bool{}
+	sentBeforeOwning := map[string]int{}
+	for _, line := range strings.Split(logText, "\n") {
+		base := logField(line, "base")
+		if base == "" {
+			continue
+		}
+		switch {
+		case strings.Contains(line, "took the base's Lease"):
+			retaken[base] = true
+		case strings.Contains(line, "mqtt command sent") && !retaken[base]:
+			sentBeforeOwning[base]++
+		}
+	}
+	require.Empty(t, sentBeforeOwning, "the resumed replica sent commands to bases it did not own")
+	ce.requireUndisturbed(ids, bases, gone)
+}
+
+// logField returns the value of key=value (or key="value") in a text log line.
+func logField(line, key string) string {
+	i := strings.Index(line, " "+key+"=")
+	if i < 0 {
+		return ""
+	}
+	v := line[i+len(key)+2:]
+	if strings.HasPrefix(v, `"`) {
+		if j := strings.Index(v[1:], `"`); j >= 0 {
+			return v[1 : j+1]
+		}
+		return ""
+	}
+	if j := strings.IndexByte(v, ' '); j >= 0 {
+		return v[:j]
+	}
+	return v
+}
