@@ -202,8 +202,19 @@ func run(ctx context.Context, opts config.Options) error {
 		}
 		ownership = own
 	}
+	// The controller's own client refuses, in cluster mode, every write to
+	// the node of a base this replica does not own at that moment; the
+	// Leases are written with the plain one.
+	ctrlClient := client
+	if own != nil {
+		guarded := rest.CopyConfig(restConfig)
+		guarded.Wrap(controller.GuardWrites(opts.Env, own))
+		if ctrlClient, err = kubernetes.NewForConfig(guarded); err != nil {
+			return fmt.Errorf("creating the Kubernetes client: %w", err)
+		}
+	}
 	ctrl, err := controller.New(controller.Config{
-		Client:             client,
+		Client:             ctrlClient,
 		Tunnel:             tun,
 		Env:                opts.Env,
 		Version:            version.Version,
