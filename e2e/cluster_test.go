@@ -301,3 +301,85 @@ func logField(line, key string) string {
 	}
 	return v
 }
+
+// TestClusterRollingRestart: restarting the replicas one at a time (SIGTERM,
+// as a rolling update does) hands each one's bases over at once and back
+// again: no module pod disturbed, no install repeated, no uninstall.
+func TestClusterRollingRestart(t *testing.T) {
+	ce := newClusterEnv(t, 3)
+	ids, bases := ce.startFleet(30)
+	require.Eventually(t, func() bool {
+		o := ce.owned()
+		return o[0]+o[1]+o[2] == 30
+	}, waitLong, poll)
+	gone := ce.watchDeletions()
+	defer gone.stop()
+	for i, r := range ce.replicas {
+		// The old pod stops (SIGTERM) and releases its Leases: the others
+		// take its bases well before the Leases could expire.
+		start := time.Now()
+		require.NoError(t, r.Stop())
+		require.Eventually(t, func() bool {
+			sum := 0
+			for j := range ce.replicas {
+				if j != i {
+					sum += ce.ownedBy(j)
+				}
+			}
+			return sum == 30
+		}, waitLong, 50*time.Millisecond)
+		handover := time.Since(start)
+		t.Logf("SIGTERM of mc-%d: its bases owned by the others after %s", i, handover.Round(10*time.Millisecond))
+		require.Less(t, handover, clusterLeaseDuration, "the stopping replica did not release its Leases")
+		// The new pod joins and takes its share back.
+		require.NoError(t, r.Start(t.Context()))
+		require.Eventually(t, func() bool {
+			o := ce.owned()
+			return o[0]+o[1]+o[2] == 30 && o[i] >= 8
+		}, waitLong, poll)
+		t.Logf("mc-%d back: %v", i, ce.owned())
+	}
+	hold(t, 3*time.Second)
+	ce.requireUndisturbed(ids, bases, gone)
+	for i := range ce.replicas {
+		m, err := ce.replicas[i].Metrics()
+		require.NoError(t, err)
+		require.NotRegexp(t, `module_controller_cluster_handovers_total\{cause="failover",direction="gained"\} [1-9]`, m, "mc-%d: a handover waited for expiry", i)
+		require.Regexp(t, `module_controller_cluster_handovers_total\{cause="failover",direction="gained"\} 0`, m)
+	}
+}
+
+// TestClusterBrokerOutage: with three replicas a broker outage longer than
+// the removal window removes nothing, as with one replica: every replica
+// holds its bases in disruption mode and keeps its Leases.
+func TestClusterBrokerOutage(t *testing.T) {
+	ce := newClusterEnv(t, 3)
+	ids, bases := ce.startFleet(9)
+	require.Eventually(t, func() bool {
+		o := ce.owned()
+		return o[0]+o[1]+o[2] == 9
+	}, waitLong, poll)
+	before := ce.holders()
+	gone := ce.watchDeletions()
+	defer gone.stop()
+
+	require.NoError(t, ce.broker.Stop())
+	require.Eventually(t, func() bool {
+		for _, r := range ce.replicas {
+			if m, err := r.Metrics(); err != nil || !strings.Contains(m, "module_controller_tunnel_disrupted 1") {
+				return false
+			}
+		}
+		return true
+	}, waitLong, poll)
+	hold(t, 12*time.Second) // remove-after is 8 s
+	require.Equal(t, before, ce.holders(), "bases changed owner during the outage")
+	require.NoError(t, ce.broker.Restart(t.Context()))
+	for _, id := range ids {
+		ce.waitNode(id, "Ready after the outage", func(n *corev1.Node) bool { return isReady(n) && ready(n).Reason == "BaseReady" })
+	}
+	for _, b := range bases {
+		require.Eventually(t, func() bool { return b.ReceivedCount(protocol.CommandQueryAllBiz, "") > 1 }, waitLong, poll)
+	}
+	ce.requireUndisturbed(ids, bases, gone)
+}
