@@ -8,13 +8,16 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/moduleops/module-controller/e2e/framework"
 	"github.com/moduleops/module-controller/pkg/basesim"
@@ -382,4 +385,145 @@ func TestClusterBrokerOutage(t *testing.T) {
 		require.Eventually(t, func() bool { return b.ReceivedCount(protocol.CommandQueryAllBiz, "") > 1 }, waitLong, poll)
 	}
 	ce.requireUndisturbed(ids, bases, gone)
+}
+
+// phaseWatch records every module pod of the env's namespace that leaves
+// Running or is deleted while it runs.
+type phaseWatch struct {
+	mu      sync.Mutex
+	changes []string
+	stop    func()
+}
+
+func (ce *clusterEnv) watchPhases() *phaseWatch {
+	ce.t.Helper()
+	w, err := ce.client.CoreV1().Pods(ce.namespace).Watch(ce.t.Context(), metav1.ListOptions{})
+	require.NoError(ce.t, err)
+	pw := &phaseWatch{stop: w.Stop}
+	go func() {
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			if ev.Type == watch.Deleted || p.Status.Phase != corev1.PodRunning {
+				pw.mu.Lock()
+				pw.changes = append(pw.changes, fmt.Sprintf("%s %s phase=%s node=%s", ev.Type, p.Name, p.Status.Phase, p.Spec.NodeName))
+				pw.mu.Unlock()
+			}
+		}
+	}()
+	return pw
+}
+
+func (pw *phaseWatch) seen() []string {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	return append([]string(nil), pw.changes...)
+}
+
+// moduleDeployment is a Deployment of biz2 on the env's bases, one pod per
+// base at most.
+func (ce *clusterEnv) moduleDeployment(replicas int32) *appsv1.Deployment {
+	labels := map[string]string{labelModuleName: "biz2"}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "biz2", Namespace: ce.namespace},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{
+						Name: "biz2", Image: "https://modules.example.test/biz2-0.0.1-ark-biz.jar",
+						Env: []corev1.EnvVar{{Name: "BIZ_VERSION", Value: "0.0.1"}},
+					}},
+					Affinity: &corev1.Affinity{
+						NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+							NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
+								Key: "virtual-kubelet.koupleless.io/env", Operator: corev1.NodeSelectorOpIn, Values: []string{ce.name},
+							}}}},
+						}},
+						PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+							TopologyKey: corev1.LabelHostname, LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+						}}},
+					},
+					Tolerations: []corev1.Toleration{{
+						Key: "schedule.koupleless.io/virtual-node", Operator: corev1.TolerationOpEqual, Value: "True", Effect: corev1.TaintEffectNoExecute,
+					}},
+				},
+			},
+		},
+	}
+}
+
+// TestClusterDaemonSetAndDeploymentSurviveKill: 3 replicas, 30 bases, the
+// sample DaemonSet of biz1 on every base and a Deployment of biz2 on 10 of
+// them; kill -9 of one replica changes no module pod's phase and repeats or
+// undoes no install.
+func TestClusterDaemonSetAndDeploymentSurviveKill(t *testing.T) {
+	ce := newClusterEnv(t, 3)
+	bases := map[string]*basesim.Base{}
+	for i := range 30 {
+		id := fmt.Sprintf("10.42.0.%d", i+1)
+		bases[id] = ce.startBase(id, nil)
+	}
+	for id := range bases {
+		ce.waitNode(id, "Ready", isReady)
+	}
+	var ds appsv1.DaemonSet
+	decodeSample(t, "daemonset.yaml", &ds)
+	ce.applySample("daemonset.yaml")
+	_, err := ce.client.AppsV1().Deployments(ce.namespace).Create(t.Context(), ce.moduleDeployment(10), metav1.CreateOptions{})
+	require.NoError(t, err)
+	ce.waitPods(biz1Selector, "one Running biz1 pod per base", waitLong, func(pods []corev1.Pod) bool {
+		n := 0
+		for i := range pods {
+			if running(&pods[i]) {
+				n++
+			}
+		}
+		return n == 30
+	})
+	ce.waitPods(labelModuleName+"=biz2", "10 Running biz2 pods", waitLong, func(pods []corev1.Pod) bool {
+		n := 0
+		for i := range pods {
+			if running(&pods[i]) {
+				n++
+			}
+		}
+		return n == 10
+	})
+	require.Eventually(t, func() bool {
+		o := ce.owned()
+		return o[0]+o[1]+o[2] == 30
+	}, waitLong, poll)
+	spread := ce.owned()
+	t.Logf("bases owned per replica: %v", spread)
+	for i, n := range spread {
+		require.InDelta(t, 10, n, 2, "replica mc-%d owns %d bases", i, n)
+	}
+	installs := map[string]int{}
+	for id, b := range bases {
+		installs[id] = b.ReceivedCount(protocol.CommandInstallBiz, "")
+	}
+	phases := ce.watchPhases()
+	defer phases.stop()
+
+	require.NoError(t, ce.replicas[2].Kill())
+	killed := time.Now()
+	require.Eventually(t, func() bool {
+		o := ce.owned()
+		return o[0]+o[1] == 30
+	}, clusterLeaseDuration+10*time.Second, 100*time.Millisecond)
+	t.Logf("kill -9 of mc-2: all bases owned again after %s", time.Since(killed).Round(10*time.Millisecond))
+	hold(t, 5*time.Second)
+	require.Empty(t, phases.seen(), "module pods changed phase or were deleted")
+	for id, b := range bases {
+		require.Equal(t, installs[id], b.ReceivedCount(protocol.CommandInstallBiz, ""), "base %s got another install", id)
+		require.Zero(t, b.ReceivedCount(protocol.CommandUninstallBiz, ""), "base %s got an uninstall", id)
+		n, err := ce.client.CoreV1().Nodes().Get(t.Context(), ce.nodeName(id), metav1.GetOptions{})
+		require.NoError(t, err)
+		require.True(t, isReady(n), "node of %s: %s", id, describeNode(n))
+	}
 }
