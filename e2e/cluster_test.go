@@ -165,6 +165,15 @@ func TestClusterSpreadAndKill(t *testing.T) {
 	defer gone.stop()
 	ce.requireUndisturbed(ids, bases, gone)
 
+	// Steady state: Lease writes of all replicas, per base per minute.
+	w0, at0 := ce.leaseWrites(), time.Now()
+	hold(t, 10*time.Second)
+	w1, elapsed := ce.leaseWrites(), time.Since(at0)
+	perBase := (w1[LeaseKindBase] - w0[LeaseKindBase]) / float64(len(ids)) / elapsed.Minutes()
+	perReplica := (w1[LeaseKindReplica] - w0[LeaseKindReplica]) / 3 / elapsed.Minutes()
+	t.Logf("Lease writes: %.1f per base per minute, %.1f per replica per minute (renew interval 2 s: expected 30 each)", perBase, perReplica)
+	require.InDelta(t, 30, perBase, 6)
+
 	victim := map[string]bool{}
 	for id, h := range ce.holders() {
 		if h == "mc-2" {
@@ -526,4 +535,28 @@ func TestClusterDaemonSetAndDeploymentSurviveKill(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, isReady(n), "node of %s: %s", id, describeNode(n))
 	}
+}
+
+// Kinds of the lease_writes_total metric.
+const (
+	LeaseKindBase    = "base"
+	LeaseKindReplica = "replica"
+)
+
+var leaseWritesRE = regexp.MustCompile(`(?m)^module_controller_cluster_lease_writes_total\{kind="(\w+)",verb="\w+"\} (\d+)$`)
+
+// leaseWrites sums the Lease writes of every replica by kind.
+func (ce *clusterEnv) leaseWrites() map[string]float64 {
+	out := map[string]float64{}
+	for _, r := range ce.replicas {
+		m, err := r.Metrics()
+		if err != nil {
+			continue
+		}
+		for _, g := range leaseWritesRE.FindAllStringSubmatch(m, -1) {
+			n, _ := strconv.ParseFloat(g[2], 64)
+			out[g[1]] += n
+		}
+	}
+	return out
 }

@@ -284,7 +284,7 @@ func (o *Ownership) reconcileBase(ctx context.Context, baseID string, lease *coo
 				h.lease = lease // written under this identity elsewhere; carry on from it
 			}
 			o.mu.Unlock()
-			if now.Sub(h.renewedAt) >= o.cfg.RenewInterval {
+			if o.renewDue(h.renewedAt, now) {
 				o.renewBase(ctx, baseID, h, now)
 			}
 			return
@@ -308,6 +308,15 @@ func (o *Ownership) reconcileBase(ctx context.Context, baseID string, lease *coo
 	default:
 		// Held by a live replica, which releases it once it sees this one.
 	}
+}
+
+// renewDue reports whether a Lease written at last is due for renewal in
+// the round at now. Rounds come every RetryPeriod, a little late or early:
+// a renewal the next round would make later than RenewInterval is made in
+// this one, so that a Lease is written once per RenewInterval, not once per
+// RenewInterval rounded up to the next round.
+func (o *Ownership) renewDue(last, now time.Time) bool {
+	return now.Sub(last)+o.cfg.RetryPeriod/2 >= o.cfg.RenewInterval
 }
 
 // expired reports whether a Lease has not changed for its duration, by this
@@ -482,7 +491,7 @@ func (o *Ownership) release(ctx context.Context, lease *coordinationv1.Lease, re
 
 // renewMember creates or renews this replica's member Lease.
 func (o *Ownership) renewMember(ctx context.Context, now time.Time) {
-	if o.memberRV != nil && now.Sub(o.lastMember) < o.cfg.RenewInterval {
+	if o.memberRV != nil && !o.renewDue(o.lastMember, now) {
 		return
 	}
 	var (
