@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,9 +34,12 @@ const clusterLeaseDuration = 6 * time.Second
 type clusterEnv struct {
 	*env
 	replicas []*framework.Controller
+	// proxies are the network between a replica and the broker, for the
+	// replicas started behind one.
+	proxies map[int]*framework.Proxy
 }
 
-func newClusterEnv(t *testing.T, replicas int) *clusterEnv {
+func newClusterEnv(t *testing.T, replicas int, behindProxy ...int) *clusterEnv {
 	t.Helper()
 	c := sharedCluster(t)
 	e := &env{t: t, name: framework.RandomName("e", 6), cluster: c, client: c.Client}
@@ -55,12 +59,20 @@ func newClusterEnv(t *testing.T, replicas int) *clusterEnv {
 		}
 	})
 	e.broker = framework.StartBroker(t, framework.Mosquitto)
-	ce := &clusterEnv{env: e}
+	ce := &clusterEnv{env: e, proxies: map[int]*framework.Proxy{}}
 	for i := range replicas {
+		brokerURL := e.broker.URL
+		if slices.Contains(behindProxy, i) {
+			p, err := framework.StartProxy(strings.TrimPrefix(e.broker.URL, "tcp://"))
+			require.NoError(t, err)
+			t.Cleanup(p.Close)
+			ce.proxies[i] = p
+			brokerURL = "tcp://" + p.Address()
+		}
 		args := append(append([]string{}, fastControllerArgs...),
 			"--cluster-mode", "--namespace="+e.namespace, "--client-id=mc-"+strconv.Itoa(i),
 			"--cluster-lease-duration=6s", "--cluster-renew-deadline=4s", "--cluster-renew-interval=2s", "--cluster-retry-period=1s")
-		ctrl := framework.StartController(t, framework.ControllerOptions{Kubeconfig: c.Kubeconfig, Env: e.name, BrokerURL: e.broker.URL, Args: args})
+		ctrl := framework.StartController(t, framework.ControllerOptions{Kubeconfig: c.Kubeconfig, Env: e.name, BrokerURL: brokerURL, Args: args})
 		t.Cleanup(func() { _ = ctrl.Signal(syscall.SIGCONT) }) // a stopped process cannot stop cleanly
 		ce.replicas = append(ce.replicas, ctrl)
 	}
@@ -559,4 +571,36 @@ func (ce *clusterEnv) leaseWrites() map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestClusterCutOffReplicaHandsOver: a replica cut off from the broker while
+// the other is not hands its bases over after a lease duration (instead of
+// holding them in tunnel disruption mode), and takes its share back once
+// its network returns; nothing is deleted, installed again or uninstalled.
+func TestClusterCutOffReplicaHandsOver(t *testing.T) {
+	ce := newClusterEnv(t, 2, 1)
+	ids, bases := ce.startFleet(10)
+	require.Eventually(t, func() bool {
+		o := ce.owned()
+		return o[0]+o[1] == 10 && o[1] > 0
+	}, waitLong, poll)
+	gone := ce.watchDeletions()
+	defer gone.stop()
+
+	ce.proxies[1].Cut()
+	cut := time.Now()
+	require.Eventually(t, func() bool { return ce.ownedBy(0) == 10 && ce.ownedBy(1) == 0 }, clusterLeaseDuration+15*time.Second, 100*time.Millisecond)
+	t.Logf("mc-1 cut off from the broker: mc-0 serves all 10 bases after %s", time.Since(cut).Round(10*time.Millisecond))
+	for _, id := range ids {
+		ce.waitNode(id, "Ready under mc-0", func(n *corev1.Node) bool { return isReady(n) && ready(n).Reason == "BaseReady" })
+	}
+
+	require.NoError(t, ce.proxies[1].Restore(t.Context()))
+	require.Eventually(t, func() bool {
+		o := ce.owned()
+		return o[0]+o[1] == 10 && o[1] >= 3
+	}, waitLong, poll)
+	t.Logf("mc-1 back: %v", ce.owned())
+	hold(t, 3*time.Second)
+	ce.requireUndisturbed(ids, bases, gone)
 }

@@ -195,6 +195,7 @@ func run(ctx context.Context, opts config.Options) error {
 			// The owner of a silent base must remove its node before the
 			// base is forgotten.
 			ForgetAfter: max(cluster.DefaultForgetAfter, 2*opts.RemoveAfter),
+			Connected:   tun.Connected,
 			Registerer:  registry,
 		})
 		if err != nil {

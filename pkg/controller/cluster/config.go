@@ -38,6 +38,9 @@ const (
 	LabelEnv = "module-controller.koupleless.io/env"
 	// AnnotationBase is the base ID of a base Lease.
 	AnnotationBase = "module-controller.koupleless.io/base"
+	// AnnotationConnected is "false" on the member Lease of a replica cut
+	// off from the broker.
+	AnnotationConnected = "module-controller.koupleless.io/connected"
 	// LeaseReplica and LeaseBase are the values of LabelLease.
 	LeaseReplica = "replica"
 	LeaseBase    = "base"
@@ -68,6 +71,10 @@ type Config struct {
 	// if held, is released. Longer than the controller's remove-after, so
 	// that the owner of a silent base removes its node first.
 	ForgetAfter time.Duration
+	// Connected reports whether this replica reaches the broker (the
+	// tunnel's Connected); nil means always. A replica cut off for longer
+	// than LeaseDuration while another is not hands its bases over.
+	Connected func() bool
 	// Registerer receives the metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Clock is the time source; nil means the real clock.
@@ -88,6 +95,9 @@ func (c Config) withDefaults() Config {
 	set(&c.ForgetAfter, DefaultForgetAfter)
 	if c.Clock == nil {
 		c.Clock = clock.RealClock{}
+	}
+	if c.Connected == nil {
+		c.Connected = func() bool { return true }
 	}
 	return c
 }

@@ -35,6 +35,11 @@
 // other replica may take the Lease. On shutdown every Lease is released at
 // once, so the next owners need not wait for expiry.
 //
+// A replica also shows on its member Lease whether it reaches the broker; one
+// cut off for a lease duration while another has been connected that long
+// is left out of the hashing and hands its bases over. When all are cut off
+// (a broker outage) nothing moves.
+//
 // This package imports client-go and Prometheus only; it knows nothing of the
 // controller, which consults it through the controller.Ownership interface.
 package cluster

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -39,6 +40,7 @@ type Ownership struct {
 
 	// Touched by the Run goroutine only.
 	seen       map[string]observation // by Lease name
+	link       map[string]linkState   // by replica: connected to the broker or not, since when (observed)
 	memberRV   *coordinationv1.Lease  // this replica's member Lease as last written
 	lastMember time.Time              // start of its last successful write
 	live       []string
@@ -55,6 +57,12 @@ type heldLease struct {
 	// renewedAt is when the last successful write of the Lease started:
 	// this replica acts on the base until renewedAt + RenewDeadline.
 	renewedAt time.Time
+}
+
+// linkState is whether a replica reaches the broker, and since when.
+type linkState struct {
+	connected bool
+	since     time.Time
 }
 
 // observation is when this replica first saw a Lease at its current
@@ -85,6 +93,7 @@ func New(cfg Config) (*Ownership, error) {
 		changed: map[string]struct{}{},
 		signal:  make(chan struct{}, 1),
 		seen:    map[string]observation{},
+		link:    map[string]linkState{},
 		ready:   make(chan struct{}),
 	}, nil
 }
@@ -190,6 +199,7 @@ func (o *Ownership) round(ctx context.Context) {
 			holder := holderOf(l)
 			if holder != "" && holder != o.cfg.Identity && !o.expired(l, now) {
 				live = append(live, holder)
+				o.observeConnected(holder, l.Annotations[AnnotationConnected] != "false", now)
 			}
 		case LeaseBase:
 			if id := l.Annotations[AnnotationBase]; id != "" {
@@ -203,8 +213,22 @@ func (o *Ownership) round(ctx context.Context) {
 		}
 	}
 	live = append(live, o.cfg.Identity) // this replica is alive, whatever its member Lease shows
+	o.observeConnected(o.cfg.Identity, o.cfg.Connected(), now)
 	slices.Sort(live)
 	live = slices.Compact(live)
+	for id := range o.link {
+		if !slices.Contains(live, id) {
+			delete(o.link, id)
+		}
+	}
+	// Bases go to the replicas that reach the broker. A replica cut off for
+	// longer than a lease duration while others are not hands its bases
+	// over; when every replica is cut off (a broker outage) nothing moves,
+	// as with one replica.
+	serving := live
+	if eligible := o.reachable(live, now); len(eligible) > 0 {
+		serving = eligible
+	}
 
 	// The bases to share: every base with a Lease (which all replicas
 	// see alike) and every base this replica heard of lately.
@@ -230,7 +254,7 @@ func (o *Ownership) round(ctx context.Context) {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	assignment := Assign(ids, live)
+	assignment := Assign(ids, serving)
 	// Bases are independent: a few at a time, so that a round over hundreds
 	// of renewals stays well inside RenewInterval.
 	var g errgroup.Group
@@ -308,6 +332,38 @@ func (o *Ownership) reconcileBase(ctx context.Context, baseID string, lease *coo
 	default:
 		// Held by a live replica, which releases it once it sees this one.
 	}
+}
+
+// observeConnected records whether a live replica reports being connected
+// to the broker, and since when (by this replica's clock) it does.
+func (o *Ownership) observeConnected(id string, connected bool, now time.Time) {
+	if st, ok := o.link[id]; !ok || st.connected != connected {
+		o.link[id] = linkState{connected: connected, since: now}
+	}
+}
+
+// reachable returns the live replicas to share the bases among: without the
+// ones cut off from the broker for longer than a lease duration, provided
+// another has been connected that long. When every replica is cut off (a
+// broker outage) or they come back a few seconds apart after one, nil:
+// nothing moves, as with one replica.
+func (o *Ownership) reachable(live []string, now time.Time) []string {
+	var out []string
+	stable := false
+	for _, id := range live {
+		st, ok := o.link[id]
+		long := !ok || now.Sub(st.since) >= o.cfg.LeaseDuration
+		if !ok || st.connected {
+			stable = stable || long
+			out = append(out, id)
+		} else if !long {
+			out = append(out, id)
+		}
+	}
+	if !stable {
+		return nil
+	}
+	return out
 }
 
 // renewDue reports whether a Lease written at last is due for renewal in
@@ -491,7 +547,8 @@ func (o *Ownership) release(ctx context.Context, lease *coordinationv1.Lease, re
 
 // renewMember creates or renews this replica's member Lease.
 func (o *Ownership) renewMember(ctx context.Context, now time.Time) {
-	if o.memberRV != nil && !o.renewDue(o.lastMember, now) {
+	connected := strconv.FormatBool(o.cfg.Connected())
+	if o.memberRV != nil && !o.renewDue(o.lastMember, now) && o.memberRV.Annotations[AnnotationConnected] == connected {
 		return
 	}
 	var (
@@ -504,9 +561,10 @@ func (o *Ownership) renewMember(ctx context.Context, now time.Time) {
 			o.metrics.writes.WithLabelValues(LeaseReplica, "create").Inc()
 			l, err = o.leases.Create(ctx, &coordinationv1.Lease{
 				ObjectMeta: metav1.ObjectMeta{
-					Name:      o.member,
-					Namespace: o.cfg.Namespace,
-					Labels:    map[string]string{LabelLease: LeaseReplica, LabelEnv: labelValue(o.cfg.Env)},
+					Name:        o.member,
+					Namespace:   o.cfg.Namespace,
+					Labels:      map[string]string{LabelLease: LeaseReplica, LabelEnv: labelValue(o.cfg.Env)},
+					Annotations: map[string]string{AnnotationConnected: connected},
 				},
 				Spec: o.spec(now, 0),
 			}, metav1.CreateOptions{})
@@ -524,6 +582,10 @@ func (o *Ownership) renewMember(ctx context.Context, now time.Time) {
 		l = o.memberRV.DeepCopy()
 	}
 	l.Spec = o.spec(now, 0)
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[AnnotationConnected] = connected
 	o.metrics.writes.WithLabelValues(LeaseReplica, "update").Inc()
 	updated, err := o.leases.Update(ctx, l, metav1.UpdateOptions{})
 	if err != nil {

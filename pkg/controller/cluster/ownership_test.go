@@ -100,16 +100,17 @@ func (s *apiServer) injected(l *coordinationv1.Lease) error {
 // replicaCluster is a set of Ownerships sharing one fake API server and
 // one fake clock; rounds are run by the test, one replica at a time.
 type replicaCluster struct {
-	t       *testing.T
-	api     *apiServer
-	clock   *clocktesting.FakeClock
-	byID    map[string]*Ownership
-	stalled map[string]bool
+	t         *testing.T
+	connected map[string]*atomic.Bool
+	api       *apiServer
+	clock     *clocktesting.FakeClock
+	byID      map[string]*Ownership
+	stalled   map[string]bool
 }
 
 func newReplicaCluster(t *testing.T, ids ...string) *replicaCluster {
 	c := &replicaCluster{t: t, api: newAPIServer(), clock: clocktesting.NewFakeClock(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)),
-		byID: map[string]*Ownership{}, stalled: map[string]bool{}}
+		byID: map[string]*Ownership{}, stalled: map[string]bool{}, connected: map[string]*atomic.Bool{}}
 	for _, id := range ids {
 		c.add(id)
 	}
@@ -117,8 +118,12 @@ func newReplicaCluster(t *testing.T, ids ...string) *replicaCluster {
 }
 
 func (c *replicaCluster) add(id string) *Ownership {
+	up := &atomic.Bool{}
+	up.Store(true)
+	c.connected[id] = up
 	o, err := New(Config{
-		Client: c.api, Namespace: testNamespace, Identity: id, Env: "test",
+		Connected: up.Load,
+		Client:    c.api, Namespace: testNamespace, Identity: id, Env: "test",
 		LeaseDuration: 6 * time.Second, RenewDeadline: 4 * time.Second, RenewInterval: 2 * time.Second, RetryPeriod: time.Second,
 		Clock: c.clock,
 	})
@@ -388,4 +393,63 @@ func TestLeaseWritesPerBase(t *testing.T) {
 	perBase := 2 * float64(c.api.writes.Load()-3*15) / 30 // a minute's worth, minus the member Leases' writes
 	t.Logf("Lease writes in 30 s: %d for 30 bases and 3 replicas (%.1f per base per minute at a 2s renew interval)", c.api.writes.Load(), perBase)
 	require.InDelta(t, 30, perBase, 1, "a base Lease should be written once per renew interval")
+}
+
+// TestCutOffReplicaHandsOver: a replica cut off from the broker while the
+// other is not hands its bases over after a lease duration, and takes its
+// share back once connected; when both are cut off nothing moves.
+func TestCutOffReplicaHandsOver(t *testing.T) {
+	bases := baseNames(10)
+	c := newReplicaCluster(t, "mc-0", "mc-1")
+	c.hear(bases)
+	for range 3 {
+		c.step(time.Second)
+	}
+	before := c.owners(bases)
+	require.Equal(t, map[string]int{"mc-0": 5, "mc-1": 5}, c.counts(bases))
+
+	c.connected["mc-1"].Store(false)
+	for range 5 {
+		c.step(time.Second)
+		c.hear(bases)
+		c.requireAtMostOneOwner(bases)
+	}
+	require.Equal(t, 5, c.counts(bases)["mc-1"], "handed over before a lease duration")
+	for range 4 {
+		c.step(time.Second)
+		c.hear(bases)
+		c.requireAtMostOneOwner(bases)
+	}
+	require.Equal(t, map[string]int{"mc-0": 10}, c.counts(bases), "a cut-off replica kept its bases")
+
+	c.connected["mc-1"].Store(true)
+	for range 3 {
+		c.step(time.Second)
+		c.hear(bases)
+		c.requireAtMostOneOwner(bases)
+	}
+	require.Equal(t, before, c.owners(bases))
+
+	// A broker outage: both cut off. Nothing moves, however long it lasts.
+	c.connected["mc-0"].Store(false)
+	c.connected["mc-1"].Store(false)
+	for range 20 {
+		c.step(time.Second)
+		c.hear(bases)
+		c.requireAtMostOneOwner(bases)
+		require.Equal(t, before, c.owners(bases), "bases moved while every replica is cut off")
+	}
+	// They come back 3 s apart: still nothing moves.
+	c.connected["mc-0"].Store(true)
+	for range 3 {
+		c.step(time.Second)
+		c.hear(bases)
+		require.Equal(t, before, c.owners(bases), "bases moved as the replicas reconnected")
+	}
+	c.connected["mc-1"].Store(true)
+	for range 10 {
+		c.step(time.Second)
+		c.hear(bases)
+		require.Equal(t, before, c.owners(bases), "bases moved as the replicas reconnected")
+	}
 }
