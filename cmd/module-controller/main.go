@@ -258,7 +258,7 @@ func run(ctx context.Context, opts config.Options) error {
 			leader, err = cluster.NewLeader(cluster.LeaderConfig{
 				Client:        client,
 				Namespace:     opts.Namespace,
-				Name:          "module-controller-sync-" + opts.Env,
+				Name:          cluster.LeaseName("module-controller-sync-", opts.Env),
 				Identity:      opts.ClientID,
 				LeaseDuration: opts.ClusterLeaseDuration,
 				RenewDeadline: opts.ClusterRenewDeadline,

@@ -135,9 +135,9 @@ func (c Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// objectName returns prefix+s if that is a valid object name, else prefix
-// and a hash of s, so any identity or base ID maps to one Lease name.
-func objectName(prefix, s string) string {
+// LeaseName returns prefix+s if that is a valid object name, else prefix
+// and a hash of s, so any identity, env or base ID maps to one Lease name.
+func LeaseName(prefix, s string) string {
 	if name := prefix + s; len(validation.IsDNS1123Subdomain(name)) == 0 {
 		return name
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,4 +105,13 @@ func TestAssignMovement(t *testing.T) {
 	}
 	t.Logf("join 3→4 at 1000 bases: %d must move, %d more moved", must, extra)
 	require.LessOrEqual(t, extra, must/4)
+}
+
+func TestLeaseName(t *testing.T) {
+	require.Equal(t, "vnode.10.0.0.1.default", LeaseName("", "vnode.10.0.0.1.default"))
+	require.Equal(t, "module-controller-replica-mc-0", LeaseName("module-controller-replica-", "mc-0"))
+	odd := LeaseName("module-controller-sync-", "Dev_1")
+	require.NotEqual(t, "module-controller-sync-Dev_1", odd, "an invalid name is hashed")
+	require.Equal(t, odd, LeaseName("module-controller-sync-", "Dev_1"), "the same input maps to the same name")
+	require.Len(t, LeaseName("", strings.Repeat("a", 300)), 20)
 }

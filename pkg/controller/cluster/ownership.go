@@ -87,7 +87,7 @@ func New(cfg Config) (*Ownership, error) {
 		cfg:     cfg,
 		metrics: m,
 		leases:  cfg.Client.CoordinationV1().Leases(cfg.Namespace),
-		member:  objectName("module-controller-replica-", cfg.Identity),
+		member:  LeaseName("module-controller-replica-", cfg.Identity),
 		held:    map[string]*heldLease{},
 		known:   map[string]time.Time{},
 		changed: map[string]struct{}{},
@@ -393,7 +393,7 @@ func (o *Ownership) expired(l *coordinationv1.Lease, now time.Time) bool {
 func (o *Ownership) createBase(ctx context.Context, baseID string, now time.Time) {
 	l := &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        objectName("", protocol.NodeName(o.cfg.Env, baseID)),
+			Name:        LeaseName("", protocol.NodeName(o.cfg.Env, baseID)),
 			Namespace:   o.cfg.Namespace,
 			Labels:      map[string]string{LabelLease: LeaseBase, LabelEnv: labelValue(o.cfg.Env)},
 			Annotations: map[string]string{AnnotationBase: baseID},
