@@ -66,6 +66,10 @@ type Controller struct {
 	wg sync.WaitGroup
 	// ready is closed once existing nodes were adopted and events flow.
 	ready chan struct{}
+	// pending holds the last heartbeat of each base not owned, so that a
+	// base gained before it has a node is served at once rather than at its
+	// next heartbeat; touched only by the Run goroutine.
+	pending map[string]tunnel.BaseHeartbeat
 	// unusedInformers hands virtual-kubelet the ConfigMap, Secret and Service
 	// informers its pod controller insists on; they are never started, so
 	// nothing is watched (see runPods).
@@ -94,6 +98,7 @@ func New(cfg Config) (*Controller, error) {
 		finished: make(chan finishedBase),
 		newBases: rate.NewLimiter(newBaseRate, newBaseBurst),
 		inflight: map[string]struct{}{},
+		pending:  map[string]tunnel.BaseHeartbeat{},
 		// Loopback addresses are allowed: the API server takes them, and a
 		// base beside a local controller is how development runs.
 		validation: provider.Validation{Env: cfg.Env, AllowLoopbackIP: true},
@@ -213,8 +218,10 @@ func (c *Controller) handle(ctx context.Context, ev tunnel.Event) {
 		if v, served := c.bases[baseID]; served {
 			c.handOver(ctx, v) // another replica serves it now
 		}
+		c.notePending(ev)
 		return
 	}
+	delete(c.pending, baseID)
 	now := c.cfg.Clock.Now()
 	v, served := c.bases[baseID]
 	limiter := c.newBases

@@ -67,15 +67,49 @@ func (c *Controller) checkOwnership(ctx context.Context) {
 			c.handOver(ctx, v)
 		}
 	}
+	for id, hb := range c.pending {
+		if c.cfg.Clock.Since(hb.PublishedAt) >= c.cfg.UnreachableAfter {
+			delete(c.pending, id)
+		}
+	}
+}
+
+// notePending keeps the last valid heartbeat of a base this replica does not
+// own, for adoptBase. At most MaxBases are kept, and checkOwnership drops
+// the stale ones, so made-up identities cost bounded memory.
+func (c *Controller) notePending(ev tunnel.Event) {
+	if _, ok := c.cfg.Ownership.(OwnershipChanges); !ok {
+		return
+	}
+	hb, ok := ev.(tunnel.BaseHeartbeat)
+	if !ok {
+		return
+	}
+	if _, known := c.pending[hb.BaseID]; !known && len(c.pending) >= c.cfg.MaxBases {
+		return
+	}
+	if !hb.Status.Activated() || c.validation.Heartbeat(hb.Status) != nil {
+		delete(c.pending, hb.BaseID)
+		return
+	}
+	c.pending[hb.BaseID] = hb
 }
 
 // adoptBase serves a base this replica just gained from its existing node,
 // as after a restart: its pods are adopted and its biz list queried before
-// anything is installed. A base without a node yet is served on its next
-// heartbeat.
+// anything is installed. A base without a node yet is served from its last
+// heartbeat if that is recent, else on its next one.
 func (c *Controller) adoptBase(ctx context.Context, baseID string) {
+	hb, heard := c.pending[baseID]
+	delete(c.pending, baseID)
 	name := protocol.NodeName(c.cfg.Env, baseID)
 	n, err := c.cfg.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) && heard && c.cfg.Clock.Since(hb.PublishedAt) < c.cfg.UnreachableAfter {
+		if len(c.bases) < c.cfg.MaxBases {
+			c.startBase(ctx, baseID, provider.BaseInfo{Status: hb.Status}, readyReadiness)
+		}
+		return
+	}
 	if err != nil {
 		if !apierrors.IsNotFound(err) {
 			log.G(ctx).WithField("base", baseID).WithError(err).Warn("cannot read the node of a base taken over; serving it on its next heartbeat")

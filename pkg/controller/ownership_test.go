@@ -21,10 +21,11 @@ type switchOwnership struct {
 	owned   map[string]bool
 	changed []string
 	signal  chan struct{}
+	asked   map[string]int // Owns calls by base
 }
 
 func newSwitchOwnership(owned ...string) *switchOwnership {
-	s := &switchOwnership{owned: map[string]bool{}, signal: make(chan struct{}, 1)}
+	s := &switchOwnership{owned: map[string]bool{}, signal: make(chan struct{}, 1), asked: map[string]int{}}
 	for _, id := range owned {
 		s.owned[id] = true
 	}
@@ -34,7 +35,14 @@ func newSwitchOwnership(owned ...string) *switchOwnership {
 func (s *switchOwnership) Owns(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.asked[id]++
 	return s.owned[id]
+}
+
+func (s *switchOwnership) askedAbout(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.asked[id]
 }
 
 func (s *switchOwnership) set(id string, owned bool) {
@@ -102,4 +110,32 @@ func TestOwnedTunnelRefusesUnownedBases(t *testing.T) {
 	require.Empty(t, inner.Commands())
 	require.NoError(t, tun.InstallBiz(t.Context(), "base-2", biz))
 	require.Len(t, inner.Commands(), 1)
+}
+
+// TestGainedBaseWithoutNodeIsServedFromItsLastHeartbeat: a base first heard
+// of while another replica (or none) owned it gets its node as soon as this
+// replica gains it, without waiting for its next heartbeat.
+func TestGainedBaseWithoutNodeIsServedFromItsLastHeartbeat(t *testing.T) {
+	own := newSwitchOwnership()
+	f := newFixture(t, func(c *Config) { c.Ownership = own })
+	f.heartbeat("base-1", "activated")
+	f.heartbeat("base-2", "activated")
+	// Events are handled in order: once base-2's was, base-1's was too.
+	require.Eventually(t, func() bool { return own.askedAbout("base-2") > 0 }, waitFor, 10*time.Millisecond)
+	require.Empty(t, f.tunnel.Commands())
+	_, err := f.client.CoreV1().Nodes().Get(t.Context(), "vnode.base-1.default", metav1.GetOptions{})
+	require.Error(t, err, "a base not owned got a node")
+
+	own.set("base-1", true)
+	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+
+	// A heartbeat too old to vouch for the base: served on its next one.
+	f.clock.Step(DefaultUnreachableAfter)
+	own.set("base-2", true)
+	require.Never(t, func() bool {
+		_, err := f.client.CoreV1().Nodes().Get(t.Context(), "vnode.base-2.default", metav1.GetOptions{})
+		return err == nil
+	}, 300*time.Millisecond, 10*time.Millisecond, "served from a stale heartbeat")
+	f.heartbeat("base-2", "activated")
+	f.node("vnode.base-2.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
 }
