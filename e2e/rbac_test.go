@@ -69,6 +69,7 @@ func TestDeployManifestsRBAC(t *testing.T) {
 	require.ElementsMatch(t, []string{
 		"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 		"ClusterRole", "RoleBinding", // peer replica sync's scale, in namespace default
+		"Role", "RoleBinding", // cluster mode's Leases, in the controller's namespace
 		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Deployment", "Service", "Service", "NetworkPolicy",
 	}, got, "deploy/ renders exactly the controller's objects (no samples)")
 

@@ -31,6 +31,7 @@ import (
 	"github.com/moduleops/module-controller/pkg/broker"
 	"github.com/moduleops/module-controller/pkg/config"
 	"github.com/moduleops/module-controller/pkg/controller"
+	"github.com/moduleops/module-controller/pkg/controller/cluster"
 	"github.com/moduleops/module-controller/pkg/controller/peersync"
 	"github.com/moduleops/module-controller/pkg/version"
 	"github.com/moduleops/module-controller/tunnel/mqtt"
@@ -178,8 +179,44 @@ func run(ctx context.Context, opts config.Options) error {
 	if err != nil {
 		return err
 	}
+	// Cluster mode: the bases are shared with the other replicas through
+	// Leases; off, this replica serves every base (Ownership nil).
+	var own *cluster.Ownership
+	var ownership controller.Ownership
+	if opts.ClusterMode {
+		own, err = cluster.New(cluster.Config{
+			Client:        client,
+			Namespace:     opts.Namespace,
+			Identity:      opts.ClientID,
+			Env:           opts.Env,
+			LeaseDuration: opts.ClusterLeaseDuration,
+			RenewDeadline: opts.ClusterRenewDeadline,
+			RenewInterval: opts.ClusterRenewInterval,
+			RetryPeriod:   opts.ClusterRetryPeriod,
+			// The owner of a silent base must remove its node before the
+			// base is forgotten.
+			ForgetAfter: max(cluster.DefaultForgetAfter, 2*opts.RemoveAfter),
+			Connected:   tun.Connected,
+			Registerer:  registry,
+		})
+		if err != nil {
+			return err
+		}
+		ownership = own
+	}
+	// The controller's own client refuses, in cluster mode, every write to
+	// the node of a base this replica does not own at that moment; the
+	// Leases are written with the plain one.
+	ctrlClient := client
+	if own != nil {
+		guarded := rest.CopyConfig(restConfig)
+		guarded.Wrap(controller.GuardWrites(opts.Env, own))
+		if ctrlClient, err = kubernetes.NewForConfig(guarded); err != nil {
+			return fmt.Errorf("creating the Kubernetes client: %w", err)
+		}
+	}
 	ctrl, err := controller.New(controller.Config{
-		Client:              client,
+		Client:              ctrlClient,
 		Tunnel:              tun,
 		Env:                 opts.Env,
 		Version:             version.Version,
@@ -201,6 +238,7 @@ func run(ctx context.Context, opts config.Options) error {
 		BaseMessageBurst:    opts.BaseMessageBurst,
 		MaxClockSkew:        opts.MaxClockSkew,
 		AllowLoopbackBaseIP: opts.AllowLoopbackBaseIP,
+		Ownership:           ownership,
 		Registerer:          registry,
 	})
 	if err != nil {
@@ -209,12 +247,30 @@ func run(ctx context.Context, opts config.Options) error {
 
 	var ps *peersync.Controller // nil: the peer replica sync is off
 	var peerSyncReady <-chan struct{}
+	var leader *cluster.Leader // nil: not in cluster mode, the cluster-wide loops run here
 	if opts.PeerReplicaSync {
 		ps, err = peersync.New(peersync.Config{Client: client, Registerer: registry})
 		if err != nil {
 			return err
 		}
 		peerSyncReady = ps.Ready()
+		if opts.ClusterMode {
+			// Only the leader syncs; the others are ready without it.
+			peerSyncReady = nil
+			leader, err = cluster.NewLeader(cluster.LeaderConfig{
+				Client:        client,
+				Namespace:     opts.Namespace,
+				Name:          cluster.LeaseName("module-controller-sync-", opts.Env),
+				Identity:      opts.ClientID,
+				LeaseDuration: opts.ClusterLeaseDuration,
+				RenewDeadline: opts.ClusterRenewDeadline,
+				RetryPeriod:   opts.ClusterRetryPeriod,
+				Registerer:    registry,
+			})
+			if err != nil {
+				return err
+			}
+		}
 	}
 
 	if embedded != nil {
@@ -225,13 +281,32 @@ func run(ctx context.Context, opts config.Options) error {
 		defer stopBroker()
 		return tun.Run(tunnelCtx)
 	})
+	// In cluster mode the Leases are released once the controller stopped
+	// acting on its bases (and before the tunnel closes), so the other
+	// replicas take them over at once.
+	ownCtx, stopOwnership := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopOwnership()
+	ownershipDone := make(chan struct{})
+	if own != nil {
+		g.Go(func() error {
+			defer close(ownershipDone)
+			return own.Run(ownCtx)
+		})
+	} else {
+		close(ownershipDone)
+	}
 	g.Go(func() error {
 		defer stopTunnel()
 		err := ctrl.Run(ctx)
+		stopOwnership()
+		<-ownershipDone
 		log.G(ctx).Info("controller stopped; disconnecting from the broker")
 		return err
 	})
-	if ps != nil {
+	switch {
+	case leader != nil:
+		g.Go(func() error { return leader.Run(ctx, ps.Run) })
+	case ps != nil:
 		g.Go(func() error { return ps.Run(ctx) })
 	}
 	g.Go(func() error {
@@ -257,7 +332,8 @@ func run(ctx context.Context, opts config.Options) error {
 			return serve(ctx, opts.PprofAddress, mux, "")
 		})
 	}
-	log.G(ctx).WithField("env", opts.Env).WithField("broker", brokerURL).WithField("version", version.Version).Info("module-controller starting")
+	log.G(ctx).WithField("env", opts.Env).WithField("broker", brokerURL).WithField("version", version.Version).
+		WithField("clusterMode", opts.ClusterMode).WithField("replica", opts.ClientID).Info("module-controller starting")
 	return g.Wait()
 }
 

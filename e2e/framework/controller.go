@@ -196,3 +196,34 @@ func (c *Controller) LogTail(lines int) string {
 	}
 	return tailFile(c.proc.logPath, lines)
 }
+
+// Signal sends sig (SIGSTOP, SIGCONT, ...) to the controller process by its
+// PID, as a paused or resumed pod would be.
+func (c *Controller) Signal(sig syscall.Signal) error {
+	if err := syscall.Kill(c.proc.pid(), sig); err != nil {
+		return fmt.Errorf("signal %s to module-controller (pid %d): %w", sig, c.proc.pid(), err)
+	}
+	return nil
+}
+
+// LogSize returns the size in bytes of the current process's log; what the
+// process writes later starts at this offset of Log.
+func (c *Controller) LogSize() (int64, error) {
+	fi, err := os.Stat(c.proc.logPath)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// Log returns the current process's log from byte offset on.
+func (c *Controller) Log(offset int64) (string, error) {
+	b, err := os.ReadFile(c.proc.logPath)
+	if err != nil {
+		return "", err
+	}
+	if offset > int64(len(b)) {
+		offset = int64(len(b))
+	}
+	return string(b[offset:]), nil
+}

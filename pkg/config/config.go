@@ -51,6 +51,18 @@ const (
 	DefaultMaxClockSkew       = 10 * time.Second
 )
 
+// Cluster mode (issue 15): several replicas share the bases through Leases.
+// A crashed replica's bases are served again about DefaultClusterLeaseDuration
+// plus one DefaultClusterRetryPeriod after its last renewal; each base adds
+// 60 s / DefaultClusterRenewInterval Lease writes a minute.
+const (
+	DefaultNamespace            = "module-controller"
+	DefaultClusterLeaseDuration = 20 * time.Second
+	DefaultClusterRenewDeadline = 15 * time.Second
+	DefaultClusterRenewInterval = 10 * time.Second
+	DefaultClusterRetryPeriod   = 2 * time.Second
+)
+
 // Embedded broker security (issue 13).
 const (
 	// DefaultEmbeddedBrokerMaxPacketSize is pkg/broker.DefaultMaxPacketSize:
@@ -65,8 +77,19 @@ const (
 type Options struct {
 	// Env is the tunnel environment, lower-cased like the base does.
 	Env string
-	// ClientID makes this replica's MQTT client id unique; random when empty.
+	// ClientID makes this replica's MQTT client id unique and is its
+	// identity in cluster mode (the holder of its Leases); $CLIENT_ID, else
+	// $POD_NAME, else random (cluster mode requires one).
 	ClientID string
+
+	// ClusterMode shares the bases of the env among the replicas through
+	// Leases in Namespace; off, this replica serves every base.
+	ClusterMode bool
+	// Namespace is the controller's namespace, which holds the cluster Leases.
+	Namespace string
+	// ClusterLeaseDuration, ClusterRenewDeadline, ClusterRenewInterval and
+	// ClusterRetryPeriod time the Leases of cluster mode.
+	ClusterLeaseDuration, ClusterRenewDeadline, ClusterRenewInterval, ClusterRetryPeriod time.Duration
 
 	// MQTTBroker is the external broker host; empty serves the embedded broker.
 	MQTTBroker string
@@ -173,6 +196,12 @@ type setting struct {
 var settings = []setting{
 	{"env", "ENV"},
 	{"client-id", "CLIENT_ID"},
+	{"cluster-mode", "CLUSTER_MODE"},
+	{"namespace", "NAMESPACE"},
+	{"cluster-lease-duration", "CLUSTER_LEASE_DURATION"},
+	{"cluster-renew-deadline", "CLUSTER_RENEW_DEADLINE"},
+	{"cluster-renew-interval", "CLUSTER_RENEW_INTERVAL"},
+	{"cluster-retry-period", "CLUSTER_RETRY_PERIOD"},
 	{"mqtt-broker", "MQTT_BROKER"},
 	{"mqtt-port", "MQTT_PORT"},
 	{"mqtt-username", "MQTT_USERNAME"},
@@ -221,7 +250,13 @@ var settings = []setting{
 // names the environment variable used when the flag is not given.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Env, "env", DefaultEnv, "tunnel environment: bases publish under koupleless_<env>/; lower-cased like the base does")
-	fs.StringVar(&o.ClientID, "client-id", "", "unique id of this replica's MQTT client (random when empty)")
+	fs.StringVar(&o.ClientID, "client-id", "", "unique id of this replica: part of its MQTT client id and, in cluster mode, the holder of its Leases ($POD_NAME when empty, else random)")
+	fs.BoolVar(&o.ClusterMode, "cluster-mode", false, "share the bases of the env with the other replicas through Leases in --namespace (needs an external broker all replicas use)")
+	fs.StringVar(&o.Namespace, "namespace", DefaultNamespace, "the controller's namespace, holding the Leases of cluster mode")
+	fs.DurationVar(&o.ClusterLeaseDuration, "cluster-lease-duration", DefaultClusterLeaseDuration, "cluster mode: how long a base's or replica's Lease not renewed keeps the other replicas away (the failover time)")
+	fs.DurationVar(&o.ClusterRenewDeadline, "cluster-renew-deadline", DefaultClusterRenewDeadline, "cluster mode: a replica stops acting on a base this long after the start of its last successful Lease renewal; shorter than --cluster-lease-duration")
+	fs.DurationVar(&o.ClusterRenewInterval, "cluster-renew-interval", DefaultClusterRenewInterval, "cluster mode: how often each held Lease is renewed (one API write per base each time); shorter than --cluster-renew-deadline")
+	fs.DurationVar(&o.ClusterRetryPeriod, "cluster-retry-period", DefaultClusterRetryPeriod, "cluster mode: how often the Leases are read and taken or released; at most --cluster-renew-interval")
 	fs.StringVar(&o.MQTTBroker, "mqtt-broker", "", "external MQTT broker host; empty serves the embedded broker")
 	fs.IntVar(&o.MQTTPort, "mqtt-port", DefaultMQTTPort, "external MQTT broker port")
 	fs.StringVar(&o.MQTTUsername, "mqtt-username", "", "MQTT user name")
@@ -286,6 +321,12 @@ func (o *Options) ApplyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)
 		}
 		if err := f.Value.Set(v); err != nil {
 			o.envErrors = append(o.envErrors, fmt.Errorf("$%s=%q: %w", s.env, v, err))
+		}
+	}
+	// The pod name (downward API) identifies a replica unless told otherwise.
+	if o.ClientID == "" {
+		if v, ok := lookup("POD_NAME"); ok {
+			o.ClientID = strings.TrimSpace(v)
 		}
 	}
 }
@@ -355,6 +396,7 @@ func (o *Options) Validate() error {
 	if o.UnreachableAfter >= o.RemoveAfter {
 		errs = append(errs, fmt.Errorf("--unreachable-after %s must be shorter than --remove-after %s", o.UnreachableAfter, o.RemoveAfter))
 	}
+	errs = append(errs, o.validateCluster()...)
 	if o.LeaseRenewInterval >= o.NodeLeaseDuration {
 		errs = append(errs, fmt.Errorf("--lease-renew-interval %s must be shorter than --node-lease-duration %s", o.LeaseRenewInterval, o.NodeLeaseDuration))
 	}
@@ -384,6 +426,32 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--log-level %q is not one of trace, debug, info, warn, error", o.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// validateCluster checks the settings of cluster mode.
+func (o *Options) validateCluster() []error {
+	if !o.ClusterMode {
+		return nil
+	}
+	var errs []error
+	if o.MQTTBroker == "" {
+		errs = append(errs, errors.New("--cluster-mode needs an external broker (--mqtt-broker) that every replica uses: each embedded broker would see only the bases connected to it"))
+	}
+	if o.ClientID == "" {
+		errs = append(errs, errors.New("--cluster-mode needs a unique identity per replica: set --client-id, $CLIENT_ID or $POD_NAME"))
+	}
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("--cluster-mode needs --namespace"))
+	}
+	d, deadline, renew, retry := o.ClusterLeaseDuration, o.ClusterRenewDeadline, o.ClusterRenewInterval, o.ClusterRetryPeriod
+	if d < time.Second || d%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("--cluster-lease-duration %s must be whole seconds", d))
+	}
+	if retry <= 0 || retry > renew || renew >= deadline || deadline >= d {
+		errs = append(errs, fmt.Errorf("cluster Lease timing must satisfy 0 < --cluster-retry-period %s <= --cluster-renew-interval %s < --cluster-renew-deadline %s < --cluster-lease-duration %s",
+			retry, renew, deadline, d))
+	}
+	return errs
 }
 
 // validateEmbeddedBroker checks the embedded broker's settings: it never

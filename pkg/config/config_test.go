@@ -138,3 +138,25 @@ func TestEmbeddedBrokerClosedByDefault(t *testing.T) {
 		})
 	}
 }
+
+func TestClusterMode(t *testing.T) {
+	// Off by default; the pod name is the identity unless CLIENT_ID says otherwise.
+	o := parse(t, nil, map[string]string{"POD_NAME": "module-controller-7d9f-abcde"})
+	require.False(t, o.ClusterMode)
+	require.Equal(t, "module-controller-7d9f-abcde", o.ClientID)
+	o = parse(t, nil, map[string]string{"POD_NAME": "pod", "CLIENT_ID": "mc-1"})
+	require.Equal(t, "mc-1", o.ClientID, "CLIENT_ID wins over POD_NAME")
+	o = parse(t, []string{"--client-id=mc-2"}, map[string]string{"POD_NAME": "pod", "CLIENT_ID": "mc-1"})
+	require.Equal(t, "mc-2", o.ClientID, "the flag wins over both")
+
+	o = parse(t, nil, map[string]string{"CLUSTER_MODE": "true", "MQTT_BROKER": "mosquitto", "POD_NAME": "pod-a", "NAMESPACE": "mc"})
+	require.NoError(t, o.Validate())
+	require.True(t, o.ClusterMode)
+	require.Equal(t, "mc", o.Namespace)
+	require.Equal(t, 20*time.Second, o.ClusterLeaseDuration)
+
+	err := parse(t, []string{"--cluster-mode", "--cluster-renew-deadline=30s", "--cluster-lease-duration=1500ms"}, nil).Validate()
+	for _, want := range []string{"external broker", "unique identity", "whole seconds", "--cluster-renew-deadline 30s < --cluster-lease-duration"} {
+		require.ErrorContains(t, err, want)
+	}
+}

@@ -30,6 +30,10 @@ var Groups = []Group{
 		"embedded-broker-tls-key-path", "embedded-broker-client-ca-path",
 	}},
 	{"Kubernetes API", []string{"kubeconfig", "kube-api-qps", "kube-api-burst"}},
+	{"Cluster mode (several replicas)", []string{
+		"cluster-mode", "namespace", "cluster-lease-duration", "cluster-renew-deadline",
+		"cluster-renew-interval", "cluster-retry-period",
+	}},
 	{"Virtual nodes", []string{
 		"unreachable-after", "remove-after", "health-interval", "node-lease-duration",
 		"lease-renew-interval", "node-status-interval", "max-pods", "env-taint",

@@ -66,6 +66,10 @@ type Controller struct {
 	wg sync.WaitGroup
 	// ready is closed once existing nodes were adopted and events flow.
 	ready chan struct{}
+	// pending holds the last heartbeat of each base not owned, so that a
+	// base gained before it has a node is served at once rather than at its
+	// next heartbeat; touched only by the Run goroutine.
+	pending map[string]tunnel.BaseHeartbeat
 	// unusedInformers hands virtual-kubelet the ConfigMap, Secret and Service
 	// informers its pod controller insists on; they are never started, so
 	// nothing is watched (see runPods).
@@ -84,6 +88,9 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, all := cfg.Ownership.(AllBases); !all {
+		cfg.Tunnel = ownedTunnel{Tunnel: cfg.Tunnel, owns: cfg.Ownership}
+	}
 	pods, err := newPodCache(cfg.Client, cfg.Env)
 	if err != nil {
 		return nil, err
@@ -98,6 +105,7 @@ func New(cfg Config) (*Controller, error) {
 		finished:   make(chan finishedBase),
 		newBases:   rate.NewLimiter(newBaseRate, newBaseBurst),
 		inflight:   map[string]struct{}{},
+		pending:    map[string]tunnel.BaseHeartbeat{},
 		validation: provider.Validation{Env: cfg.Env, AllowLoopbackIP: cfg.AllowLoopbackBaseIP},
 
 		unusedInformers: informers.NewSharedInformerFactory(cfg.Client, 0),
@@ -130,6 +138,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	ticker := c.cfg.Clock.NewTicker(c.cfg.CheckInterval)
 	defer ticker.Stop()
 	defer c.wg.Wait()
+	ownershipChanged := c.ownershipChanges()
 	for {
 		select {
 		case <-ctx.Done():
@@ -148,7 +157,10 @@ func (c *Controller) Run(ctx context.Context) error {
 			if c.bases[v.baseID] == v {
 				c.tearDown(ctx, v, "its goroutines panicked")
 			}
+		case <-ownershipChanged:
+			c.onOwnershipChanged(ctx)
 		case <-ticker.C():
+			c.checkOwnership(ctx)
 			c.checkLiveness(ctx)
 		}
 	}
@@ -211,8 +223,13 @@ func (c *Controller) handleSafely(ctx context.Context, ev tunnel.Event) {
 func (c *Controller) handle(ctx context.Context, ev tunnel.Event) {
 	baseID := ev.Base()
 	if !c.cfg.Ownership.Owns(baseID) {
+		if v, served := c.bases[baseID]; served {
+			c.handOver(ctx, v) // another replica serves it now
+		}
+		c.notePending(ev)
 		return
 	}
+	delete(c.pending, baseID)
 	now := c.cfg.Clock.Now()
 	v, served := c.bases[baseID]
 	limiter := c.newBases

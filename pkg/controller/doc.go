@@ -25,6 +25,18 @@
 // each base's next sign of life (see docs/operations.md, "Tunnel disruption
 // mode"). After a restart, existing nodes are adopted the same way.
 //
+// # Several replicas
+//
+// Config.Ownership decides which bases this replica serves (all of them by
+// default). An OwnershipChanges (pkg/controller/cluster, Leases shared with
+// the other replicas) also reports changes: a base gained is adopted from
+// its existing node as after a restart (its pods adopted, its biz list
+// queried, nothing installed before), a base lost is left with its node to
+// the new owner. Every command goes through a tunnel that refuses a base not
+// owned at the moment of sending, and GuardWrites refuses the API writes
+// that name such a base's node, so a replica that lost a base acts on it no
+// more, even when it resumes from a pause before it noticed.
+//
 // # Edge limits
 //
 // Every base has a token bucket for its messages; identities not served yet

@@ -368,6 +368,9 @@ func (c *Controller) removeBase(ctx context.Context, v *vnode, reason, message s
 		<-v.done
 		backoff := removalBackoffMin
 		for {
+			if !c.cfg.Ownership.Owns(v.baseID) {
+				return // another replica owns the base now, and judges it
+			}
 			err := c.deleteBase(ctx, v.nodeName, reason, message)
 			if err == nil {
 				return

@@ -61,6 +61,8 @@ type options struct {
 	skipIdeal  bool
 	heartbeat  time.Duration
 	controller string
+	replicas   int
+	keep       bool
 }
 
 // result is everything the run measured; it becomes latest.json.
@@ -75,6 +77,7 @@ type result struct {
 	RolloutRequests  map[string]float64 `json:"registration_rollout_api_requests"`
 	PodWatches       float64            `json:"open_pod_watches_after_rollout"`
 	Churn            map[string]int     `json:"churn_counts"`
+	Replicas         int                `json:"replicas"`
 	Notes            []string           `json:"notes"`
 	ControllerPeakKB int64              `json:"controller_peak_rss_kib"`
 }
@@ -95,12 +98,18 @@ func main() {
 	flag.BoolVar(&o.pprofAddr, "pprof", false, "start the controller with --pprof-address on a free port and save CPU and heap profiles of registration and rollout in the temp dir (kept)")
 	flag.DurationVar(&o.heartbeat, "heartbeat", basesim.DefaultHeartbeatInterval, "base heartbeat interval")
 	flag.StringVar(&o.controller, "controller-bin", filepath.Join(root, "bin", "module-controller"), "module-controller binary (make build)")
+	flag.IntVar(&o.replicas, "replicas", 1, "controller replicas; more than 1 runs them in cluster mode and needs -broker mosquitto (CPU and RSS are summed over the replicas)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir with every process's log")
 	flag.Parse()
+	if o.replicas < 1 || (o.replicas > 1 && o.broker != "mosquitto") {
+		fmt.Fprintln(os.Stderr, "bench: -replicas must be at least 1, and more than 1 needs -broker mosquitto")
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	b := &bench{opts: o, began: time.Now(), res: result{
-		N: o.n, Broker: o.broker, Phases: map[string]float64{}, Percentiles: map[string]string{},
+		N: o.n, Broker: o.broker, Replicas: o.replicas, Phases: map[string]float64{}, Percentiles: map[string]string{},
 		Idle: map[string]float64{}, IdleRequests: map[string]float64{}, RolloutRequests: map[string]float64{}, Churn: map[string]int{},
 	}}
 	err = b.run(ctx)
@@ -119,6 +128,7 @@ type bench struct {
 	dir        string
 	cluster    *framework.Cluster
 	controller *framework.Controller
+	extra      []*framework.Controller // replicas 2… in cluster mode
 	broker     *framework.Broker
 	fleet      *basesim.Fleet
 	client     kubernetes.Interface
@@ -140,6 +150,9 @@ func (b *bench) cleanup() error {
 	if b.fleet != nil {
 		b.fleet.Stop()
 	}
+	for _, c := range b.extra {
+		errs = append(errs, c.Stop())
+	}
 	if b.controller != nil {
 		errs = append(errs, b.controller.Stop())
 	}
@@ -151,6 +164,8 @@ func (b *bench) cleanup() error {
 	}
 	switch {
 	case b.dir == "":
+	case b.opts.keep:
+		fmt.Printf("logs kept in %s\n", b.dir)
 	case b.opts.pprofAddr: // keep the profiles, drop the rest
 		entries, _ := os.ReadDir(b.dir)
 		for _, e := range entries {
@@ -539,8 +554,12 @@ func (b *bench) real(ctx context.Context) error {
 	n := b.opts.n
 	opts := framework.ControllerOptions{Kubeconfig: b.cluster.Kubeconfig, Env: env, Args: []string{"--log-level=info"}}
 	if b.opts.broker == "mosquitto" {
+		dir := filepath.Join(b.dir, "mosquitto")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
 		var err error
-		if b.broker, err = framework.LaunchBroker(ctx, filepath.Join(b.dir, "mosquitto"), framework.Mosquitto); err != nil {
+		if b.broker, err = framework.LaunchBroker(ctx, dir, framework.Mosquitto); err != nil {
 			return err
 		}
 		opts.BrokerURL = b.broker.URL
@@ -550,16 +569,35 @@ func (b *bench) real(ctx context.Context) error {
 		pprofAddr = "127.0.0.1:" + strconv.Itoa(freePort())
 		opts.Args = append(opts.Args, "--pprof-address="+pprofAddr)
 	}
-	var err error
-	b.controller, err = framework.LaunchController(ctx, b.opts.controller, b.dir, opts)
-	if err != nil {
-		return err
-	}
-	pid := b.controller.PID()
-	b.step("module-controller ready (pid %d), broker %s", pid, b.controller.BrokerURL())
 	if _, err := b.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
+	replicaOpts := func(i int) framework.ControllerOptions {
+		o := opts
+		if b.opts.replicas > 1 {
+			o.Args = append(append([]string{}, opts.Args...), "--cluster-mode", "--namespace="+ns, "--client-id=bench-"+strconv.Itoa(i))
+		}
+		return o
+	}
+	var err error
+	b.controller, err = framework.LaunchController(ctx, b.opts.controller, b.dir, replicaOpts(0))
+	if err != nil {
+		return err
+	}
+	pids := []int{b.controller.PID()}
+	for i := 1; i < b.opts.replicas; i++ {
+		dir := filepath.Join(b.dir, "replica-"+strconv.Itoa(i))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		c, err := framework.LaunchController(ctx, b.opts.controller, dir, replicaOpts(i))
+		if err != nil {
+			return err
+		}
+		b.extra = append(b.extra, c)
+		pids = append(pids, c.PID())
+	}
+	b.step("module-controller ready (pids %v), broker %s", pids, b.controller.BrokerURL())
 
 	// 1. Registration.
 	nodeReady := map[string]time.Time{}
@@ -647,9 +685,9 @@ func (b *bench) real(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cpu0 := cpuSeconds(pid)
+	cpu0 := sumOver(pids, cpuSeconds)
 	time.Sleep(b.opts.idle) // a measurement window, not a wait for a condition
-	cpu1 := cpuSeconds(pid)
+	cpu1 := sumOver(pids, cpuSeconds)
 	after, err := b.apiRequests(ctx)
 	if err != nil {
 		return err
@@ -691,7 +729,7 @@ func (b *bench) real(ctx context.Context) error {
 	if err := b.deployment(ctx, ns, env); err != nil {
 		return err
 	}
-	hwm := vmHWM(pid)
+	hwm := sumOver(pids, vmHWM)
 	b.res.ControllerPeakKB = hwm
 	b.row("controller peak RSS (VmHWM)", fmt.Sprintf("%d MiB", hwm/1024))
 	b.res.Notes = append(b.res.Notes, "load at end: "+uptime())
@@ -903,6 +941,15 @@ func (b *bench) scrape(ctx context.Context, metric string) (map[string]float64, 
 	return out, nil
 }
 
+// sumOver adds f over every replica's process.
+func sumOver[T int64 | float64](pids []int, f func(int) T) T {
+	var sum T
+	for _, pid := range pids {
+		sum += f(pid)
+	}
+	return sum
+}
+
 func cpuSeconds(pid int) float64 {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
@@ -950,7 +997,7 @@ func fmtDur(d time.Duration) string {
 
 func (b *bench) write() error {
 	var md strings.Builder
-	fmt.Fprintf(&md, "# module-controller benchmark: N = %d bases, broker %s\n\n", b.opts.n, b.opts.broker)
+	fmt.Fprintf(&md, "# module-controller benchmark: N = %d bases, broker %s, %d controller replica(s)\n\n", b.opts.n, b.opts.broker, b.opts.replicas)
 	keys := make([]string, 0, len(b.res.Machine))
 	for k := range b.res.Machine {
 		keys = append(keys, k)

@@ -1,0 +1,155 @@
+package cluster
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
+)
+
+// Defaults of Config. A base's Lease is written once per RenewInterval, so
+// each base adds 60 s / RenewInterval Lease writes a minute (6 by default);
+// a crashed replica's bases are served again about LeaseDuration plus one
+// RetryPeriod after its last renewal.
+const (
+	DefaultLeaseDuration = 20 * time.Second
+	DefaultRenewDeadline = 15 * time.Second
+	DefaultRenewInterval = 10 * time.Second
+	DefaultRetryPeriod   = 2 * time.Second
+	// DefaultForgetAfter is how long a base unheard of stays assigned.
+	DefaultForgetAfter = 10 * time.Minute
+	// DefaultReleaseTimeout bounds the release of every Lease on shutdown.
+	DefaultReleaseTimeout = 5 * time.Second
+)
+
+// Label and annotation keys of the Leases.
+const (
+	// LabelLease tells a replica's member Lease (LeaseReplica) from a base's
+	// ownership Lease (LeaseBase).
+	LabelLease = "module-controller.koupleless.io/lease"
+	// LabelEnv is the env the Lease belongs to: replicas of different envs
+	// do not share bases.
+	LabelEnv = "module-controller.koupleless.io/env"
+	// AnnotationBase is the base ID of a base Lease.
+	AnnotationBase = "module-controller.koupleless.io/base"
+	// AnnotationConnected is "false" on the member Lease of a replica cut
+	// off from the broker.
+	AnnotationConnected = "module-controller.koupleless.io/connected"
+	// LeaseReplica and LeaseBase are the values of LabelLease.
+	LeaseReplica = "replica"
+	LeaseBase    = "base"
+)
+
+// Config configures an Ownership.
+type Config struct {
+	// Client writes the Leases. Required.
+	Client kubernetes.Interface
+	// Namespace holds the Leases (the controller's namespace). Required.
+	Namespace string
+	// Identity is this replica's unique name (its pod name), the holder of
+	// its Leases. Required.
+	Identity string
+	// Env is the tunnel env served; only replicas of the same env share bases.
+	Env string
+	// LeaseDuration is how long a Lease not renewed keeps others away.
+	LeaseDuration time.Duration
+	// RenewDeadline is how long after the start of its last successful
+	// renewal a replica still acts on a base; shorter than LeaseDuration.
+	RenewDeadline time.Duration
+	// RenewInterval is how often a held Lease is renewed; shorter than
+	// RenewDeadline, so a failed renewal is retried before the deadline.
+	RenewInterval time.Duration
+	// RetryPeriod is how often the Leases are listed and acted on.
+	RetryPeriod time.Duration
+	// ForgetAfter drops a base not reported (Owns) for this long; its Lease,
+	// if held, is released. Longer than the controller's remove-after, so
+	// that the owner of a silent base removes its node first.
+	ForgetAfter time.Duration
+	// Connected reports whether this replica reaches the broker (the
+	// tunnel's Connected); nil means always. A replica cut off for longer
+	// than LeaseDuration while another is not hands its bases over.
+	Connected func() bool
+	// Registerer receives the metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Clock is the time source; nil means the real clock.
+	Clock clock.WithTicker
+}
+
+// withDefaults returns c with every zero setting replaced by its default.
+func (c Config) withDefaults() Config {
+	set := func(d *time.Duration, def time.Duration) {
+		if *d == 0 {
+			*d = def
+		}
+	}
+	set(&c.LeaseDuration, DefaultLeaseDuration)
+	set(&c.RenewDeadline, DefaultRenewDeadline)
+	set(&c.RenewInterval, DefaultRenewInterval)
+	set(&c.RetryPeriod, DefaultRetryPeriod)
+	set(&c.ForgetAfter, DefaultForgetAfter)
+	if c.Clock == nil {
+		c.Clock = clock.RealClock{}
+	}
+	if c.Connected == nil {
+		c.Connected = func() bool { return true }
+	}
+	return c
+}
+
+// validate lists every problem of a defaulted configuration.
+func (c Config) validate() error {
+	var errs []error
+	if c.Client == nil {
+		errs = append(errs, errors.New("cluster ownership needs a Kubernetes client"))
+	}
+	if c.Namespace == "" {
+		errs = append(errs, errors.New("cluster ownership needs the controller's namespace"))
+	}
+	if c.Identity == "" {
+		errs = append(errs, errors.New("cluster ownership needs this replica's identity"))
+	}
+	if c.Env == "" {
+		errs = append(errs, errors.New("cluster ownership needs an env"))
+	}
+	if c.LeaseDuration%time.Second != 0 || c.LeaseDuration < time.Second {
+		errs = append(errs, fmt.Errorf("lease duration %s must be whole seconds", c.LeaseDuration))
+	}
+	if c.RenewDeadline >= c.LeaseDuration {
+		errs = append(errs, fmt.Errorf("renew deadline %s must be shorter than the lease duration %s", c.RenewDeadline, c.LeaseDuration))
+	}
+	if c.RenewInterval >= c.RenewDeadline {
+		errs = append(errs, fmt.Errorf("renew interval %s must be shorter than the renew deadline %s", c.RenewInterval, c.RenewDeadline))
+	}
+	if c.RetryPeriod <= 0 || c.RetryPeriod > c.RenewInterval {
+		errs = append(errs, fmt.Errorf("retry period %s must be positive and at most the renew interval %s", c.RetryPeriod, c.RenewInterval))
+	}
+	if c.ForgetAfter <= c.LeaseDuration {
+		errs = append(errs, fmt.Errorf("forget-after %s must be longer than the lease duration %s", c.ForgetAfter, c.LeaseDuration))
+	}
+	return errors.Join(errs...)
+}
+
+// LeaseName returns prefix+s if that is a valid object name, else prefix
+// and a hash of s, so any identity, env or base ID maps to one Lease name.
+func LeaseName(prefix, s string) string {
+	if name := prefix + s; len(validation.IsDNS1123Subdomain(name)) == 0 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(s))
+	return prefix + hex.EncodeToString(sum[:10])
+}
+
+// labelValue returns s if it is a valid label value, else a hash of it.
+func labelValue(s string) string {
+	if len(validation.IsValidLabelValue(s)) == 0 {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "h-" + hex.EncodeToString(sum[:10])
+}
