@@ -215,7 +215,10 @@ func TestClusterSpreadAndKill(t *testing.T) {
 	served := time.Since(killed)
 	t.Logf("kill -9 of mc-2 (%d bases): all owned again after %s, all served (queryAllBiz) after %s; lease duration %s",
 		len(victim), owned.Round(10*time.Millisecond), served.Round(10*time.Millisecond), clusterLeaseDuration)
-	require.Less(t, owned, clusterLeaseDuration+3*time.Second)
+	// A Lease is taken a lease duration after the round that first saw its
+	// last version, at a round: up to two retry periods late, plus slack
+	// for a loaded machine.
+	require.Less(t, owned, clusterLeaseDuration+4*time.Second)
 	for id := range victim {
 		require.Zero(t, bases[id].ReceivedCount(protocol.CommandInstallBiz, ""), "base %s got an install after the failover", id)
 		require.Zero(t, bases[id].ReceivedCount(protocol.CommandUninstallBiz, ""), "base %s got an uninstall after the failover", id)

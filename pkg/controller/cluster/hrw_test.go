@@ -6,17 +6,11 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 )
 
-func testutilCounter(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		return -1
-	}
-	return m.GetCounter().GetValue()
-}
+func testutilCounter(c prometheus.Counter) float64 { return testutil.ToFloat64(c) }
 
 func TestOwnerIsStableAndMovesOnlyWhatMust(t *testing.T) {
 	bases := make([]string, 3000)

@@ -25,6 +25,7 @@ const (
 type metrics struct {
 	owned         prometheus.Gauge
 	replicas      prometheus.Gauge
+	waiting       prometheus.Gauge
 	handovers     *prometheus.CounterVec
 	renewFailures *prometheus.CounterVec
 	writes        *prometheus.CounterVec
@@ -39,6 +40,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		replicas: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "module_controller", Subsystem: "cluster", Name: "replicas",
 			Help: "Live replicas of this env, as this replica sees them (itself included).",
+		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "module_controller", Subsystem: "cluster", Name: "bases_waiting",
+			Help: "Bases the hashing gives this replica that another replica still holds; above 0 for longer than a lease duration means the replicas disagree.",
 		}),
 		handovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "module_controller", Subsystem: "cluster", Name: "handovers_total",
@@ -65,7 +70,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.owned, m.replicas, m.handovers, m.renewFailures, m.writes} {
+	for _, c := range []prometheus.Collector{m.owned, m.replicas, m.waiting, m.handovers, m.renewFailures, m.writes} {
 		errs = append(errs, reg.Register(c))
 	}
 	return m, errors.Join(errs...)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/log"
@@ -44,6 +45,10 @@ type Ownership struct {
 	memberRV   *coordinationv1.Lease  // this replica's member Lease as last written
 	lastMember time.Time              // start of its last successful write
 	live       []string
+
+	// waiting counts, in a round, the bases chosen for this replica that
+	// another still holds.
+	waiting atomic.Int64
 
 	ready chan struct{}
 }
@@ -257,6 +262,7 @@ func (o *Ownership) round(ctx context.Context) {
 	assignment := Assign(ids, serving)
 	// Bases are independent: a few at a time, so that a round over hundreds
 	// of renewals stays well inside RenewInterval.
+	o.waiting.Store(0)
 	var g errgroup.Group
 	g.SetLimit(roundParallelism)
 	for _, id := range ids {
@@ -273,6 +279,7 @@ func (o *Ownership) round(ctx context.Context) {
 	o.metrics.owned.Set(float64(len(o.held)))
 	o.mu.Unlock()
 	o.metrics.replicas.Set(float64(len(live)))
+	o.metrics.waiting.Set(float64(o.waiting.Load()))
 }
 
 // reconcileBase takes, renews or releases one base's Lease.
@@ -331,6 +338,8 @@ func (o *Ownership) reconcileBase(ctx context.Context, baseID string, lease *coo
 		o.takeBase(ctx, baseID, lease, now, CauseFailover)
 	default:
 		// Held by a live replica, which releases it once it sees this one.
+		o.waiting.Add(1)
+		log.G(ctx).WithField("holder", holderOf(lease)).Debug("base chosen for this replica, still held by another")
 	}
 }
 
