@@ -75,6 +75,7 @@ type result struct {
 	Idle             map[string]float64 `json:"idle"`
 	IdleRequests     map[string]float64 `json:"idle_api_requests_per_base_per_minute"`
 	RolloutRequests  map[string]float64 `json:"registration_rollout_api_requests"`
+	RolloutConflicts map[string]float64 `json:"registration_rollout_api_conflicts"`
 	PodWatches       float64            `json:"open_pod_watches_after_rollout"`
 	Churn            map[string]int     `json:"churn_counts"`
 	Replicas         int                `json:"replicas"`
@@ -110,7 +111,7 @@ func main() {
 	defer stop()
 	b := &bench{opts: o, began: time.Now(), res: result{
 		N: o.n, Broker: o.broker, Replicas: o.replicas, Phases: map[string]float64{}, Percentiles: map[string]string{},
-		Idle: map[string]float64{}, IdleRequests: map[string]float64{}, RolloutRequests: map[string]float64{}, Churn: map[string]int{},
+		Idle: map[string]float64{}, IdleRequests: map[string]float64{}, RolloutRequests: map[string]float64{}, RolloutConflicts: map[string]float64{}, Churn: map[string]int{},
 	}}
 	err = b.run(ctx)
 	if cerr := b.cleanup(); cerr != nil {
@@ -701,7 +702,7 @@ func (b *bench) real(ctx context.Context) error {
 	var keys []string
 	for k, v := range after {
 		dv := v - before[k]
-		if dv <= 0 {
+		if dv <= 0 || strings.HasPrefix(k, "409 ") { // conflicts are counted in their verb too
 			continue
 		}
 		per := dv / float64(n) / minutes
@@ -881,6 +882,9 @@ func (b *bench) rolloutRequests(ctx context.Context, before map[string]float64) 
 	}
 	var keys []string
 	for k, v := range after {
+		if strings.HasPrefix(k, "409 ") {
+			continue
+		}
 		if dv := v - before[k]; dv > 0 {
 			b.res.RolloutRequests[k] = dv
 			keys = append(keys, k)
@@ -896,6 +900,20 @@ func (b *bench) rolloutRequests(ctx context.Context, before map[string]float64) 
 		parts = append(parts, fmt.Sprintf("%s %.0f", k, b.res.RolloutRequests[k]))
 	}
 	b.row("registration + rollout: API requests by verb/resource (all clients)", strings.Join(parts, "; "))
+	parts = parts[:0]
+	for k, v := range after {
+		if rest, ok := strings.CutPrefix(k, "409 "); ok {
+			if dv := v - before[k]; dv > 0 {
+				b.res.RolloutConflicts[rest] = dv
+				parts = append(parts, fmt.Sprintf("%s %.0f", rest, dv))
+			}
+		}
+	}
+	sort.Strings(parts)
+	if len(parts) == 0 {
+		parts = append(parts, "none")
+	}
+	b.row("registration + rollout: 409 conflicts by verb/resource (all clients)", strings.Join(parts, "; "))
 	open, err := b.scrape(ctx, "apiserver_longrunning_requests")
 	if err != nil {
 		return err
@@ -905,7 +923,8 @@ func (b *bench) rolloutRequests(ctx context.Context, before map[string]float64) 
 	return nil
 }
 
-// apiRequests scrapes apiserver_request_total, summed by "VERB resource".
+// apiRequests scrapes apiserver_request_total, summed by "VERB resource";
+// the 409 conflicts among them are also under "409 VERB resource".
 func (b *bench) apiRequests(ctx context.Context) (map[string]float64, error) {
 	return b.scrape(ctx, "apiserver_request_total")
 }
@@ -937,6 +956,9 @@ func (b *bench) scrape(ctx context.Context, metric string) (map[string]float64, 
 			res += "/" + lbl["subresource"]
 		}
 		out[lbl["verb"]+" "+res] += v
+		if lbl["code"] == "409" {
+			out["409 "+lbl["verb"]+" "+res] += v
+		}
 	}
 	return out, nil
 }
