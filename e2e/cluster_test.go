@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"regexp"
 	"slices"
@@ -41,23 +40,8 @@ type clusterEnv struct {
 
 func newClusterEnv(t *testing.T, replicas int, behindProxy ...int) *clusterEnv {
 	t.Helper()
-	c := sharedCluster(t)
-	e := &env{t: t, name: framework.RandomName("e", 6), cluster: c, client: c.Client}
-	e.namespace = "ns-" + e.name
-	_, err := c.Client.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.namespace}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx := context.WithoutCancel(t.Context())
-		_ = c.Client.CoreV1().Namespaces().Delete(ctx, e.namespace, metav1.DeleteOptions{})
-		nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "virtual-kubelet.koupleless.io/env=" + e.name})
-		if err != nil {
-			return
-		}
-		for _, n := range nodes.Items {
-			_ = c.Client.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{})
-			_ = c.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Delete(ctx, n.Name, metav1.DeleteOptions{})
-		}
-	})
+	e := newBareEnv(t)
+	c := e.cluster
 	e.broker = framework.StartBroker(t, framework.Mosquitto)
 	ce := &clusterEnv{env: e, proxies: map[int]*framework.Proxy{}}
 	for i := range replicas {

@@ -97,9 +97,12 @@ type env struct {
 	controller *framework.Controller
 }
 
-// newEnv starts a controller with its own env and namespace against the given
-// broker kind.
-func newEnv(t *testing.T, brokerKind string, extraArgs ...string) *env {
+// newBareEnv makes an env with its own name and namespace on the shared
+// control plane, and no controller yet. Its cleanup runs after the test's
+// controllers stopped: a stopped controller leaves its nodes for the next one
+// to adopt, so they are removed, with their leases, and no later test's pods
+// get scheduled onto this test's stale nodes.
+func newBareEnv(t *testing.T) *env {
 	t.Helper()
 	c := sharedCluster(t)
 	e := &env{t: t, name: framework.RandomName("e", 6), cluster: c, client: c.Client}
@@ -107,9 +110,6 @@ func newEnv(t *testing.T, brokerKind string, extraArgs ...string) *env {
 	_, err := c.Client.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.namespace}}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		// Runs after the controller stopped. A stopped controller leaves its
-		// nodes for the next one to adopt; remove them so no later test's
-		// pods get scheduled onto this test's stale nodes.
 		ctx := context.WithoutCancel(t.Context()) // t.Context is done once cleanups run
 		_ = c.Client.CoreV1().Namespaces().Delete(ctx, e.namespace, metav1.DeleteOptions{})
 		nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "virtual-kubelet.koupleless.io/env=" + e.name})
@@ -121,6 +121,15 @@ func newEnv(t *testing.T, brokerKind string, extraArgs ...string) *env {
 			_ = c.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Delete(ctx, n.Name, metav1.DeleteOptions{})
 		}
 	})
+	return e
+}
+
+// newEnv starts a controller with its own env and namespace against the given
+// broker kind.
+func newEnv(t *testing.T, brokerKind string, extraArgs ...string) *env {
+	t.Helper()
+	e := newBareEnv(t)
+	c := e.cluster
 	opts := framework.ControllerOptions{Kubeconfig: c.Kubeconfig, Env: e.name, Args: append(append([]string{}, fastControllerArgs...), extraArgs...)}
 	if brokerKind == "mosquitto" {
 		e.broker = framework.StartBroker(t, framework.Mosquitto)

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -26,7 +25,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/stretchr/testify/require"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -45,24 +43,9 @@ const controllerMQTTUser = "module-controller"
 // or sending commands to another base, is not delivered to anyone, and
 // cannot subscribe to another base's commands.
 func TestMosquittoOverlayACL(t *testing.T) {
-	c := sharedCluster(t)
+	e := newBareEnv(t)
+	c := e.cluster
 	ctx := t.Context()
-	e := &env{t: t, name: framework.RandomName("e", 6), cluster: c, client: c.Client}
-	e.namespace = "ns-" + e.name
-	_, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.namespace}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx := context.WithoutCancel(t.Context())
-		_ = c.Client.CoreV1().Namespaces().Delete(ctx, e.namespace, metav1.DeleteOptions{})
-		nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "virtual-kubelet.koupleless.io/env=" + e.name})
-		if err != nil {
-			return
-		}
-		for _, n := range nodes.Items {
-			_ = c.Client.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{})
-			_ = c.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Delete(ctx, n.Name, metav1.DeleteOptions{})
-		}
-	})
 
 	// The shipped ACL, for this test's env instead of "default".
 	root, err := framework.RepoRoot()
