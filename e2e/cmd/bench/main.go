@@ -96,7 +96,7 @@ func main() {
 	flag.StringVar(&o.out, "out", filepath.Join(root, "bench", "results"), "directory for latest.md and latest.json")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "deadline of each phase")
 	flag.BoolVar(&o.skipIdeal, "skip-ideal", false, "skip the ideal baseline")
-	flag.BoolVar(&o.pprofAddr, "pprof", false, "start the controller with --pprof-address on a free port and save CPU and heap profiles of registration and rollout in the temp dir (kept)")
+	flag.BoolVar(&o.pprofAddr, "pprof", false, "start the controller with --pprof-address on a free port and save CPU and heap profiles of registration, rollout and idle in the temp dir (kept)")
 	flag.DurationVar(&o.heartbeat, "heartbeat", basesim.DefaultHeartbeatInterval, "base heartbeat interval")
 	flag.StringVar(&o.controller, "controller-bin", filepath.Join(root, "bin", "module-controller"), "module-controller binary (make build)")
 	flag.IntVar(&o.replicas, "replicas", 1, "controller replicas; more than 1 runs them in cluster mode and needs -broker mosquitto (CPU and RSS are summed over the replicas)")
@@ -687,8 +687,11 @@ func (b *bench) real(ctx context.Context) error {
 		return err
 	}
 	cpu0 := sumOver(pids, cpuSeconds)
+	// The profile covers most of the window; its own cost is small.
+	prof = b.startProfile(pprofAddr, "idle", max(1, int(b.opts.idle.Seconds())-5))
 	time.Sleep(b.opts.idle) // a measurement window, not a wait for a condition
 	cpu1 := sumOver(pids, cpuSeconds)
+	prof()
 	after, err := b.apiRequests(ctx)
 	if err != nil {
 		return err
