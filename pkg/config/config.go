@@ -41,7 +41,7 @@ const (
 	DefaultKubeAPIBurst       = 2000
 	DefaultLogLevel           = "info"
 	DefaultLogFormat          = "text"
-	DefaultPodWorkers         = 2
+	DefaultPodWorkers         = 16
 	DefaultNodeStatusInterval = 5 * time.Minute
 	DefaultCommandTimeout     = 10 * time.Second
 	DefaultPeerReplicaSync    = true
@@ -160,7 +160,8 @@ type Options struct {
 	LogLevel string
 	// LogFormat is text or json.
 	LogFormat string
-	// PodWorkers is the number of pod sync workers per virtual node.
+	// PodWorkers is the number of workers of each queue of the pod
+	// controller, which all virtual nodes share.
 	PodWorkers int
 	// NodeStatusInterval is how often an unchanged node status is rewritten.
 	NodeStatusInterval time.Duration
@@ -298,7 +299,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.BaseMessageBurst, "base-message-burst", DefaultBaseMessageBurst, "burst of messages accepted from one base above --base-message-rate")
 	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", DefaultMaxClockSkew, "how far ahead of this clock a base's timestamps may be: later messages are dropped (a forged or replayed message, or a clock to fix)")
 	fs.BoolVar(&o.AllowLoopbackBaseIP, "allow-loopback-base-ip", false, "accept bases whose heartbeat's localIP is a loopback address (development only: it becomes the node address and every pod IP)")
-	fs.IntVar(&o.PodWorkers, "pod-workers", DefaultPodWorkers, "pod sync workers per virtual node")
+	fs.IntVar(&o.PodWorkers, "pod-workers", DefaultPodWorkers, "workers of each queue of the pod controller that all virtual nodes share (pods to bases, status to the API server, deletions)")
 	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", DefaultNodeStatusInterval, "rewrite an unchanged node status this often (changes are written at once)")
 	fs.DurationVar(&o.CommandTimeout, "command-timeout", DefaultCommandTimeout, "give up publishing one command to a base after this long")
 	for _, s := range settings {

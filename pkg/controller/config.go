@@ -25,7 +25,7 @@ const (
 	DefaultMaxPods            = 110
 	DefaultArch               = "amd64"
 	DefaultCommandTimeout     = 10 * time.Second
-	DefaultPodWorkers         = 2
+	DefaultPodWorkers         = 16
 	DefaultQueryInterval      = 15 * time.Second
 	DefaultInstallTimeout     = 30 * time.Second
 	DefaultMaxBases           = 10000
@@ -88,7 +88,8 @@ type Config struct {
 	// UninstallOrphans uninstalls bizs no pod asks for, if this controller
 	// installed them.
 	UninstallOrphans bool
-	// PodWorkers is the number of pod sync workers per virtual node.
+	// PodWorkers is the number of workers of each queue of the pod
+	// controller, which all virtual nodes share.
 	PodWorkers int
 	// MaxBases caps the bases served; heartbeats of further new bases are
 	// rejected and counted.

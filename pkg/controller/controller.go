@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/log"
+	"github.com/virtual-kubelet/virtual-kubelet/node"
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -74,8 +75,13 @@ type Controller struct {
 	// informers its pod controller insists on; they are never started, so
 	// nothing is watched (see runPods).
 	unusedInformers informers.SharedInformerFactory
-	// pods is the one pod informer behind every vnode's pod controller.
+	// pods is the one pod informer behind the pod controller.
 	pods *podCache
+	// router hands the pod controller's pods to their bases' providers.
+	router *podRouter
+	// podsReady is closed once the pod controller runs: vnodes wait on it
+	// before they are served.
+	podsReady chan struct{}
 }
 
 // New returns a Controller. It validates cfg and fills in defaults.
@@ -97,6 +103,8 @@ func New(cfg Config) (*Controller, error) {
 	}
 	return &Controller{
 		pods:       pods,
+		router:     newPodRouter(pods),
+		podsReady:  make(chan struct{}),
 		cfg:        cfg,
 		metrics:    m,
 		bases:      map[string]*vnode{},
@@ -128,6 +136,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	podsCtx, stopPods := context.WithCancel(ctx)
 	defer stopPods()
 	c.wg.Go(func() { c.pods.Run(podsCtx) })
+	if err := c.runPodController(podsCtx); err != nil {
+		return err
+	}
 
 	if err := c.adoptNodes(ctx); err != nil {
 		return err
@@ -164,6 +175,42 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.checkLiveness(ctx)
 		}
 	}
+}
+
+// runPodController starts the process's one virtual-kubelet PodController,
+// on the served pods of the shared cache, with the router as its provider;
+// it runs until ctx is done. podsReady is closed once it runs.
+func (c *Controller) runPodController(ctx context.Context) error {
+	pc, err := node.NewPodController(node.PodControllerConfig{
+		PodClient:         c.cfg.Client.CoreV1(),
+		PodInformer:       c.pods.served,
+		EventRecorder:     c.recorder,
+		Provider:          c.router,
+		ConfigMapInformer: c.unusedInformers.Core().V1().ConfigMaps(),
+		SecretInformer:    c.unusedInformers.Core().V1().Secrets(),
+		ServiceInformer:   c.unusedInformers.Core().V1().Services(),
+		// A biz takes only BIZ_VERSION from its container's environment, and
+		// the provider resolves it; resolving the rest would need a
+		// cluster-wide watch of Secrets and ConfigMaps.
+		SkipDownwardAPIResolution: true,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the pod controller: %w", err)
+	}
+	c.wg.Go(func() {
+		if err := pc.Run(ctx, c.cfg.PodWorkers); err != nil && ctx.Err() == nil {
+			log.G(ctx).WithError(err).Error("pod controller stopped")
+		}
+	})
+	c.wg.Go(func() {
+		select {
+		case <-pc.Ready():
+			close(c.podsReady)
+		case <-pc.Done():
+		case <-ctx.Done():
+		}
+	})
+	return nil
 }
 
 // adoptNodes starts a virtual node controller for every existing node of this

@@ -3,6 +3,7 @@ package controller
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -28,11 +29,10 @@ const (
 )
 
 // podCache is the one pod informer of the process: a single LIST+WATCH of
-// the bound pods, indexed by node name, that feeds every virtual node's
-// PodController through a nodePods view. One event handler on the informer
-// hands each event to the view of the pod's node, so the cost of an event
-// does not grow with the number of bases, and a base that goes away takes
-// its view (and virtual-kubelet's handler behind it) out of the dispatch.
+// the bound pods, indexed by node name. Its served view is the pod informer
+// of the process's one virtual-kubelet PodController: it delivers, and lists,
+// only the pods of the nodes this process serves right now, so the cost of an
+// event does not grow with the number of bases.
 //
 // Field selectors cannot select "the virtual nodes of this env", so the watch
 // takes every bound pod; a pod on any other node is reduced to the fields
@@ -41,9 +41,7 @@ const (
 type podCache struct {
 	informer     cache.SharedIndexInformer
 	registration cache.ResourceEventHandlerRegistration
-
-	mu    sync.RWMutex
-	views map[string]*nodePods // by node name
+	served       *servedPods
 }
 
 // newPodCache returns the shared pod cache of the virtual nodes of env; it
@@ -59,7 +57,8 @@ func newPodCache(client kubernetes.Interface, env string) (*podCache, error) {
 	if err := informer.SetTransform(trimForeignPod(protocol.NormalizeEnv(env))); err != nil {
 		return nil, fmt.Errorf("setting the pod transform: %w", err)
 	}
-	pc := &podCache{informer: informer, views: map[string]*nodePods{}}
+	pc := &podCache{informer: informer}
+	pc.served = &servedPods{cache: pc, nodes: map[string]struct{}{}, known: map[string]struct{}{}}
 	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    pc.onAdd,
 		UpdateFunc: pc.onUpdate,
@@ -86,40 +85,9 @@ func (pc *podCache) waitForSync(ctx context.Context) bool {
 	return cache.WaitForCacheSync(ctx.Done(), pc.synced)
 }
 
-// forNode returns a new view of the pods bound to nodeName, which receives
-// the node's events from now on. Close it when the node's PodController is
-// done. One view per node at a time: a newer one replaces an older one.
-func (pc *podCache) forNode(nodeName string) *nodePods {
-	v := &nodePods{cache: pc, nodeName: nodeName, known: map[string]struct{}{}}
-	pc.mu.Lock()
-	pc.views[nodeName] = v
-	pc.mu.Unlock()
-	return v
-}
-
-// remove takes v out of the dispatch unless a newer view replaced it.
-func (pc *podCache) remove(v *nodePods) {
-	pc.mu.Lock()
-	if pc.views[v.nodeName] == v {
-		delete(pc.views, v.nodeName)
-	}
-	pc.mu.Unlock()
-}
-
-func (pc *podCache) view(nodeName string) *nodePods {
-	if nodeName == "" {
-		return nil
-	}
-	pc.mu.RLock()
-	defer pc.mu.RUnlock()
-	return pc.views[nodeName]
-}
-
 func (pc *podCache) onAdd(obj any) {
 	if pod, ok := obj.(*corev1.Pod); ok {
-		if v := pc.view(pod.Spec.NodeName); v != nil {
-			v.deliverAddOrUpdate(nil, pod)
-		}
+		pc.served.deliverAddOrUpdate(nil, pod)
 	}
 }
 
@@ -132,17 +100,11 @@ func (pc *podCache) onUpdate(oldObj, newObj any) {
 	if oldPod.Spec.NodeName != newPod.Spec.NodeName {
 		// spec.nodeName is immutable once set; this is a delete and a
 		// re-create under the same name seen as one update.
-		if v := pc.view(oldPod.Spec.NodeName); v != nil {
-			v.deliverDelete(oldPod)
-		}
-		if v := pc.view(newPod.Spec.NodeName); v != nil {
-			v.deliverAddOrUpdate(nil, newPod)
-		}
+		pc.served.deliverDelete(oldPod)
+		pc.served.deliverAddOrUpdate(nil, newPod)
 		return
 	}
-	if v := pc.view(newPod.Spec.NodeName); v != nil {
-		v.deliverAddOrUpdate(oldPod, newPod)
-	}
+	pc.served.deliverAddOrUpdate(oldPod, newPod)
 }
 
 func (pc *podCache) onDelete(obj any) {
@@ -150,10 +112,37 @@ func (pc *podCache) onDelete(obj any) {
 		obj = tomb.Obj
 	}
 	if pod, ok := obj.(*corev1.Pod); ok {
-		if v := pc.view(pod.Spec.NodeName); v != nil {
-			v.deliverDelete(pod)
-		}
+		pc.served.deliverDelete(pod)
 	}
+}
+
+// get returns namespace/name from the cache, whichever node it is on; the
+// pod belongs to the cache: do not modify it.
+func (pc *podCache) get(namespace, name string) (*corev1.Pod, bool) {
+	obj, exists, err := pc.informer.GetIndexer().GetByKey(namespace + "/" + name)
+	if err != nil || !exists {
+		return nil, false
+	}
+	pod, ok := obj.(*corev1.Pod)
+	return pod, ok
+}
+
+// onNode returns the cached pods bound to nodeName that match selector and,
+// unless empty, namespace. The pods belong to the cache: do not modify them.
+func (pc *podCache) onNode(nodeName, namespace string, selector labels.Selector) ([]*corev1.Pod, error) {
+	objs, err := pc.informer.GetIndexer().ByIndex(nodeNameIndex, nodeName)
+	if err != nil {
+		return nil, err
+	}
+	pods := make([]*corev1.Pod, 0, len(objs))
+	for _, obj := range objs {
+		pod, ok := obj.(*corev1.Pod)
+		if !ok || (namespace != "" && pod.Namespace != namespace) || !selector.Matches(labels.Set(pod.Labels)) {
+			continue
+		}
+		pods = append(pods, pod)
+	}
+	return pods, nil
 }
 
 // withPodIP returns the bound pods that show ip, by namespace and name.
@@ -222,200 +211,235 @@ func trimForeignPod(env string) cache.TransformFunc {
 	}
 }
 
-// nodePods is one node's view of the shared pod cache, shaped as the
+// servedPods is the served nodes' view of the shared pod cache, shaped as the
 // corev1informers.PodInformer a virtual-kubelet PodController takes: its
-// informer delivers, and its lister lists and gets, only the pods bound to
-// the node. It keeps the guarantees of an informer of its own: the handler
-// added after sync first receives an add for every pod of the node, an
-// update or delete of a pod always follows its add, and events reach it one
-// at a time.
+// informer delivers, and its lister lists and gets, only the pods bound to a
+// node this process serves. It keeps the guarantees of an informer of its
+// own: a handler first receives an add for every pod it is given, an update
+// or delete of a pod always follows its add, and events reach it one at a
+// time.
+//
+// serve adds a node: its pods reach the handlers as adds, the replay a new
+// per-node informer would make. unserve takes it out: no more adds or updates
+// of its pods, but the delete of a pod the handlers were given still reaches
+// them, so that virtual-kubelet forgets it (it then finds no provider for it,
+// and does nothing).
 //
 // Of the SharedIndexInformer, virtual-kubelet v1.14.1 calls AddEventHandler
 // and HasSynced; the others that read the store or change the informer act
 // on the shared cache (GetStore, GetIndexer: every pod) or do nothing (Run).
-type nodePods struct {
-	cache    *podCache
-	nodeName string
+type servedPods struct {
+	cache *podCache
 
-	// mu serialises deliveries: the dispatcher's and the replay of
-	// AddEventHandler.
+	// mu serialises deliveries: the dispatcher's, and the replays of serve
+	// and AddEventHandler.
 	mu       sync.Mutex
+	nodes    map[string]struct{} // served node names
 	handlers []cache.ResourceEventHandler
 	known    map[string]struct{} // keys of the pods the handlers were given
-	closed   bool
 }
 
-var _ corev1informers.PodInformer = (*nodePods)(nil)
+var _ corev1informers.PodInformer = (*servedPods)(nil)
 
-// Informer returns the node's event source.
-func (v *nodePods) Informer() cache.SharedIndexInformer {
-	return nodeInformer{SharedIndexInformer: v.cache.informer, v: v}
+// Informer returns the served pods' event source.
+func (s *servedPods) Informer() cache.SharedIndexInformer {
+	return servedInformer{SharedIndexInformer: s.cache.informer, s: s}
 }
 
-// Lister returns the node's pods.
-func (v *nodePods) Lister() corev1listers.PodLister { return nodeLister{v: v} }
+// Lister returns the served pods.
+func (s *servedPods) Lister() corev1listers.PodLister { return servedLister{s: s} }
 
-// Close stops deliveries to the node's handlers.
-func (v *nodePods) Close() {
-	v.cache.remove(v)
-	v.mu.Lock()
-	v.closed = true
-	v.handlers = nil
-	v.mu.Unlock()
-}
-
-// list returns the node's pods in the cache that match selector and, unless
-// empty, namespace. The pods belong to the cache: do not modify them.
-func (v *nodePods) list(namespace string, selector labels.Selector) ([]*corev1.Pod, error) {
-	objs, err := v.cache.informer.GetIndexer().ByIndex(nodeNameIndex, v.nodeName)
-	if err != nil {
-		return nil, err
+// serve adds nodeName to the served nodes and hands the handlers an add for
+// each of its pods, also for those they were given while it was served
+// before: the base's new provider must be handed every pod.
+func (s *servedPods) serve(nodeName string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nodes[nodeName] = struct{}{}
+	if len(s.handlers) == 0 {
+		return nil // AddEventHandler replays what the cache holds by then
 	}
-	pods := make([]*corev1.Pod, 0, len(objs))
-	for _, obj := range objs {
-		pod, ok := obj.(*corev1.Pod)
-		if !ok || (namespace != "" && pod.Namespace != namespace) || !selector.Matches(labels.Set(pod.Labels)) {
-			continue
+	pods, err := s.cache.onNode(nodeName, "", labels.Everything())
+	if err != nil {
+		return err
+	}
+	for _, pod := range pods {
+		s.known[pod.Namespace+"/"+pod.Name] = struct{}{}
+		for _, h := range s.handlers {
+			h.OnAdd(pod, false)
 		}
-		pods = append(pods, pod)
 	}
-	return pods, nil
+	return nil
 }
 
-// get returns the node's pod namespace/name from the cache.
-func (v *nodePods) get(namespace, name string) (*corev1.Pod, error) {
-	obj, exists, err := v.cache.informer.GetIndexer().GetByKey(namespace + "/" + name)
-	if err != nil {
-		return nil, err
-	}
-	if pod, ok := obj.(*corev1.Pod); exists && ok && pod.Spec.NodeName == v.nodeName {
-		return pod, nil
-	}
-	return nil, apierrors.NewNotFound(corev1.Resource("pod"), name)
+// unserve takes nodeName out of the served nodes.
+func (s *servedPods) unserve(nodeName string) {
+	s.mu.Lock()
+	delete(s.nodes, nodeName)
+	s.mu.Unlock()
 }
 
-func (v *nodePods) addHandler(h cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.closed {
-		return nil, fmt.Errorf("pod view of node %s is closed", v.nodeName)
+// isServed reports whether nodeName is served; mu must be held.
+func (s *servedPods) isServed(nodeName string) bool {
+	_, ok := s.nodes[nodeName]
+	return nodeName != "" && ok
+}
+
+// list returns the served pods that match selector and, unless empty,
+// namespace. The pods belong to the cache: do not modify them.
+func (s *servedPods) list(namespace string, selector labels.Selector) ([]*corev1.Pod, error) {
+	s.mu.Lock()
+	nodes := make([]string, 0, len(s.nodes))
+	for n := range s.nodes {
+		nodes = append(nodes, n)
 	}
-	// Replay the node's pods to the new handler, as an informer does. The
+	s.mu.Unlock()
+	var all []*corev1.Pod
+	for _, n := range nodes {
+		pods, err := s.cache.onNode(n, namespace, selector)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, pods...)
+	}
+	return all, nil
+}
+
+// get returns the served pod namespace/name from the cache.
+func (s *servedPods) get(namespace, name string) (*corev1.Pod, error) {
+	pod, ok := s.cache.get(namespace, name)
+	if ok {
+		s.mu.Lock()
+		ok = s.isServed(pod.Spec.NodeName)
+		s.mu.Unlock()
+	}
+	if !ok {
+		return nil, apierrors.NewNotFound(corev1.Resource("pod"), name)
+	}
+	return pod, nil
+}
+
+func (s *servedPods) addHandler(h cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Replay the served pods to the new handler, as an informer does. The
 	// dispatcher waits on mu meanwhile; the events it then brings for a pod
 	// replayed here follow this add (see deliverAddOrUpdate).
-	pods, err := v.list("", labels.Everything())
-	if err != nil {
-		return nil, err
+	synced := s.cache.synced()
+	for n := range s.nodes {
+		pods, err := s.cache.onNode(n, "", labels.Everything())
+		if err != nil {
+			return nil, err
+		}
+		for _, pod := range pods {
+			s.known[pod.Namespace+"/"+pod.Name] = struct{}{}
+			h.OnAdd(pod, !synced)
+		}
 	}
-	synced := v.cache.synced()
-	for _, pod := range pods {
-		v.known[pod.Namespace+"/"+pod.Name] = struct{}{}
-		h.OnAdd(pod, !synced)
-	}
-	v.handlers = append(v.handlers, h)
-	return viewRegistration{c: v.cache}, nil
+	s.handlers = append(s.handlers, h)
+	return servedRegistration{c: s.cache}, nil
 }
 
 // deliverAddOrUpdate hands the handlers a pod added to (oldPod nil) or
-// changed on the node. A pod they were not given yet arrives as an add; the
-// add of a pod they were given already (replayed by addHandler from the
-// cache, which is ahead of the events) is dropped.
-func (v *nodePods) deliverAddOrUpdate(oldPod, newPod *corev1.Pod) {
+// changed on a served node. A pod they were not given yet arrives as an add;
+// the add of a pod they were given already (replayed from the cache, which
+// is ahead of the events) is dropped.
+func (s *servedPods) deliverAddOrUpdate(oldPod, newPod *corev1.Pod) {
 	key := newPod.Namespace + "/" + newPod.Name
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(v.handlers) == 0 {
-		return // addHandler replays what the cache holds by then
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.handlers) == 0 || !s.isServed(newPod.Spec.NodeName) {
+		return
 	}
-	_, seen := v.known[key]
+	_, seen := s.known[key]
 	switch {
 	case !seen:
-		v.known[key] = struct{}{}
-		for _, h := range v.handlers {
+		s.known[key] = struct{}{}
+		for _, h := range s.handlers {
 			h.OnAdd(newPod, false)
 		}
 	case oldPod != nil:
-		for _, h := range v.handlers {
+		for _, h := range s.handlers {
 			h.OnUpdate(oldPod, newPod)
 		}
 	}
 }
 
-// deliverDelete hands the handlers a pod gone from the node, if they were
-// given it.
-func (v *nodePods) deliverDelete(pod *corev1.Pod) {
+// deliverDelete hands the handlers a pod gone, if they were given it.
+func (s *servedPods) deliverDelete(pod *corev1.Pod) {
 	key := pod.Namespace + "/" + pod.Name
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if _, seen := v.known[key]; !seen {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, seen := s.known[key]; !seen {
 		return
 	}
-	delete(v.known, key)
-	for _, h := range v.handlers {
+	delete(s.known, key)
+	for _, h := range s.handlers {
 		h.OnDelete(pod)
 	}
 }
 
-// nodeInformer is the SharedIndexInformer face of a nodePods.
-type nodeInformer struct {
-	cache.SharedIndexInformer // the shared informer: see nodePods
-	v                         *nodePods
+// servedInformer is the SharedIndexInformer face of servedPods.
+type servedInformer struct {
+	cache.SharedIndexInformer // the shared informer: see servedPods
+	s                         *servedPods
 }
 
-func (i nodeInformer) AddEventHandler(h cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error) {
-	return i.v.addHandler(h)
+func (i servedInformer) AddEventHandler(h cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error) {
+	return i.s.addHandler(h)
 }
 
-func (i nodeInformer) AddEventHandlerWithResyncPeriod(h cache.ResourceEventHandler, _ time.Duration) (cache.ResourceEventHandlerRegistration, error) {
-	return i.v.addHandler(h)
+func (i servedInformer) AddEventHandlerWithResyncPeriod(h cache.ResourceEventHandler, _ time.Duration) (cache.ResourceEventHandlerRegistration, error) {
+	return i.s.addHandler(h)
 }
 
-func (i nodeInformer) AddEventHandlerWithOptions(h cache.ResourceEventHandler, _ cache.HandlerOptions) (cache.ResourceEventHandlerRegistration, error) {
-	return i.v.addHandler(h)
+func (i servedInformer) AddEventHandlerWithOptions(h cache.ResourceEventHandler, _ cache.HandlerOptions) (cache.ResourceEventHandlerRegistration, error) {
+	return i.s.addHandler(h)
 }
 
-// RemoveEventHandler is not supported: Close the view instead.
-func (i nodeInformer) RemoveEventHandler(cache.ResourceEventHandlerRegistration) error {
-	return fmt.Errorf("pod view of node %s: remove a handler by closing the view", i.v.nodeName)
+// RemoveEventHandler is not supported: the handlers live as long as the
+// process.
+func (i servedInformer) RemoveEventHandler(cache.ResourceEventHandlerRegistration) error {
+	return errors.New("the served pods' handlers cannot be removed")
 }
 
-func (i nodeInformer) HasSynced() bool { return i.v.cache.synced() }
+func (i servedInformer) HasSynced() bool { return i.s.cache.synced() }
 
 // Run and RunWithContext do nothing: the controller runs the shared informer.
-func (i nodeInformer) Run(<-chan struct{}) {}
+func (i servedInformer) Run(<-chan struct{}) {}
 
-func (i nodeInformer) RunWithContext(context.Context) {}
+func (i servedInformer) RunWithContext(context.Context) {}
 
-// viewRegistration reports a view's handler synced once the shared cache
-// is: addHandler delivers the rest synchronously.
-type viewRegistration struct{ c *podCache }
+// servedRegistration reports a handler synced once the shared cache is:
+// addHandler delivers the rest synchronously.
+type servedRegistration struct{ c *podCache }
 
-func (r viewRegistration) HasSynced() bool { return r.c.synced() }
+func (r servedRegistration) HasSynced() bool { return r.c.synced() }
 
-func (r viewRegistration) HasSyncedChecker() cache.DoneChecker {
+func (r servedRegistration) HasSyncedChecker() cache.DoneChecker {
 	return r.c.informer.HasSyncedChecker()
 }
 
-// nodeLister is the PodLister face of a nodePods.
-type nodeLister struct{ v *nodePods }
+// servedLister is the PodLister face of servedPods.
+type servedLister struct{ s *servedPods }
 
-func (l nodeLister) List(selector labels.Selector) ([]*corev1.Pod, error) {
-	return l.v.list("", selector)
+func (l servedLister) List(selector labels.Selector) ([]*corev1.Pod, error) {
+	return l.s.list("", selector)
 }
 
-func (l nodeLister) Pods(namespace string) corev1listers.PodNamespaceLister {
-	return nodeNamespaceLister{v: l.v, namespace: namespace}
+func (l servedLister) Pods(namespace string) corev1listers.PodNamespaceLister {
+	return servedNamespaceLister{s: l.s, namespace: namespace}
 }
 
-type nodeNamespaceLister struct {
-	v         *nodePods
+type servedNamespaceLister struct {
+	s         *servedPods
 	namespace string
 }
 
-func (l nodeNamespaceLister) List(selector labels.Selector) ([]*corev1.Pod, error) {
-	return l.v.list(l.namespace, selector)
+func (l servedNamespaceLister) List(selector labels.Selector) ([]*corev1.Pod, error) {
+	return l.s.list(l.namespace, selector)
 }
 
-func (l nodeNamespaceLister) Get(name string) (*corev1.Pod, error) {
-	return l.v.get(l.namespace, name)
+func (l servedNamespaceLister) Get(name string) (*corev1.Pod, error) {
+	return l.s.get(l.namespace, name)
 }

@@ -70,98 +70,120 @@ func startPodCache(t *testing.T, client *fake.Clientset) *podCache {
 	return pc
 }
 
-func TestNodeViewDeliversAndListsOnlyItsNodesPods(t *testing.T) {
-	nodeA, nodeB := protocol.NodeName("default", "a"), protocol.NodeName("default", "b")
-	client := fake.NewClientset(testPod("a1", nodeA), testPod("b1", nodeB), testPod("unbound", ""))
+func TestServedViewDeliversAndListsOnlyServedPods(t *testing.T) {
+	nodeA, nodeB, nodeC := protocol.NodeName("default", "a"), protocol.NodeName("default", "b"), protocol.NodeName("default", "c")
+	client := fake.NewClientset(testPod("a1", nodeA), testPod("b1", nodeB), testPod("c1", nodeC), testPod("unbound", ""))
 	pc := startPodCache(t, client)
+	view := pc.served
 
-	viewA, viewB := pc.forNode(nodeA), pc.forNode(nodeB)
-	defer viewA.Close()
-	defer viewB.Close()
-	var ha, hb recordingHandler
-	require.True(t, viewA.Informer().HasSynced())
-	_, err := viewA.Informer().AddEventHandler(&ha)
+	require.NoError(t, view.serve(nodeA))
+	var h recordingHandler
+	require.True(t, view.Informer().HasSynced())
+	_, err := view.Informer().AddEventHandler(&h)
 	require.NoError(t, err)
-	_, err = viewB.Informer().AddEventHandler(&hb)
-	require.NoError(t, err)
-	// The handler added after sync is first given the node's pods, as by an
-	// informer of its own.
-	require.Equal(t, []string{"add ns/a1"}, ha.snapshot())
-	require.Equal(t, []string{"add ns/b1"}, hb.snapshot())
+	// The handler added after sync is first given the served pods, as by an
+	// informer of its own; a node served later has its pods replayed.
+	require.Equal(t, []string{"add ns/a1"}, h.snapshot())
+	require.NoError(t, view.serve(nodeB))
+	require.Equal(t, []string{"add ns/a1", "add ns/b1"}, h.snapshot())
 
 	ctx := t.Context()
 	pods := client.CoreV1().Pods("ns")
 	_, err = pods.Create(ctx, testPod("a2", nodeA), metav1.CreateOptions{})
 	require.NoError(t, err)
-	require.Eventually(t, ha.has("add ns/a2"), waitFor, time.Millisecond)
+	require.Eventually(t, h.has("add ns/a2"), waitFor, time.Millisecond)
 
 	a1 := testPod("a1", nodeA)
 	a1.Labels["changed"] = "yes"
 	_, err = pods.Update(ctx, a1, metav1.UpdateOptions{})
 	require.NoError(t, err)
-	require.Eventually(t, ha.has("update ns/a1"), waitFor, time.Millisecond)
+	require.Eventually(t, h.has("update ns/a1"), waitFor, time.Millisecond)
 
 	require.NoError(t, pods.Delete(ctx, "a2", metav1.DeleteOptions{}))
-	require.Eventually(t, ha.has("delete ns/a2"), waitFor, time.Millisecond)
+	require.Eventually(t, h.has("delete ns/a2"), waitFor, time.Millisecond)
 
-	// Binding a pod to a node is its add there.
+	// Binding a pod to a served node is its add there.
 	bound := testPod("unbound", nodeB)
 	_, err = pods.Update(ctx, bound, metav1.UpdateOptions{})
 	require.NoError(t, err)
-	require.Eventually(t, hb.has("add ns/unbound"), waitFor, time.Millisecond)
+	require.Eventually(t, h.has("add ns/unbound"), waitFor, time.Millisecond)
 
-	require.Equal(t, []string{"add ns/a1", "add ns/a2", "update ns/a1", "delete ns/a2"}, ha.snapshot())
-	require.Equal(t, []string{"add ns/b1", "add ns/unbound"}, hb.snapshot())
-
-	list, err := viewA.Lister().List(labels.Everything())
+	// Pods of a node not served are not delivered (a later served pod's
+	// event proves the dispatcher went past them).
+	c1 := testPod("c1", nodeC)
+	c1.Labels["changed"] = "yes"
+	_, err = pods.Update(ctx, c1, metav1.UpdateOptions{})
 	require.NoError(t, err)
-	require.Len(t, list, 1)
-	require.Equal(t, "a1", list[0].Name)
-	list, err = viewA.Lister().Pods("other").List(labels.Everything())
+	_, err = pods.Create(ctx, testPod("c2", nodeC), metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = pods.Create(ctx, testPod("b2", nodeB), metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, h.has("add ns/b2"), waitFor, time.Millisecond)
+
+	require.Equal(t, []string{"add ns/a1", "add ns/b1", "add ns/a2", "update ns/a1", "delete ns/a2", "add ns/unbound", "add ns/b2"}, h.snapshot())
+
+	list, err := view.Lister().List(labels.Everything())
+	require.NoError(t, err)
+	var names []string
+	for _, p := range list {
+		names = append(names, p.Name)
+	}
+	require.ElementsMatch(t, []string{"a1", "b1", "unbound", "b2"}, names)
+	list, err = view.Lister().Pods("other").List(labels.Everything())
 	require.NoError(t, err)
 	require.Empty(t, list)
-	got, err := viewA.Lister().Pods("ns").Get("a1")
+	got, err := view.Lister().Pods("ns").Get("a1")
 	require.NoError(t, err)
 	require.Equal(t, "yes", got.Labels["changed"])
-	_, err = viewA.Lister().Pods("ns").Get("b1")
-	require.True(t, apierrors.IsNotFound(err), "a pod of another node: %v", err)
-	_, err = viewA.Lister().Pods("ns").Get("a2")
+	_, err = view.Lister().Pods("ns").Get("c1")
+	require.True(t, apierrors.IsNotFound(err), "a pod of a node not served: %v", err)
+	_, err = view.Lister().Pods("ns").Get("a2")
 	require.True(t, apierrors.IsNotFound(err), "a deleted pod: %v", err)
 }
 
-func TestClosedNodeViewGetsNoMoreEvents(t *testing.T) {
+func TestUnservedNodeGetsOnlyDeletesThenAReplay(t *testing.T) {
 	nodeA := protocol.NodeName("default", "a")
-	client := fake.NewClientset()
+	client := fake.NewClientset(testPod("a1", nodeA), testPod("a2", nodeA))
 	pc := startPodCache(t, client)
-
-	view := pc.forNode(nodeA)
+	view := pc.served
 	var h recordingHandler
 	_, err := view.Informer().AddEventHandler(&h)
 	require.NoError(t, err)
-	view.Close()
-	// A later view of the same node (the base came back) gets the events.
-	next := pc.forNode(nodeA)
-	defer next.Close()
-	var hn recordingHandler
-	_, err = next.Informer().AddEventHandler(&hn)
-	require.NoError(t, err)
+	require.NoError(t, view.serve(nodeA))
+	require.ElementsMatch(t, []string{"add ns/a1", "add ns/a2"}, h.snapshot())
+	view.unserve(nodeA)
 
-	_, err = client.CoreV1().Pods("ns").Create(t.Context(), testPod("a1", nodeA), metav1.CreateOptions{})
+	// While the node is not served, its pods' changes are not delivered, but
+	// the deletion of a pod the handler knows is: virtual-kubelet must
+	// forget it.
+	ctx := t.Context()
+	pods := client.CoreV1().Pods("ns")
+	a1 := testPod("a1", nodeA)
+	a1.Labels["changed"] = "yes"
+	_, err = pods.Update(ctx, a1, metav1.UpdateOptions{})
 	require.NoError(t, err)
-	require.Eventually(t, hn.has("add ns/a1"), waitFor, time.Millisecond)
-	require.Empty(t, h.snapshot())
-	_, err = view.Informer().AddEventHandler(&h)
-	require.Error(t, err, "a closed view takes no handler")
+	_, err = pods.Create(ctx, testPod("a3", nodeA), metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.NoError(t, pods.Delete(ctx, "a2", metav1.DeleteOptions{}))
+	require.Eventually(t, h.has("delete ns/a2"), waitFor, time.Millisecond)
+	require.Len(t, h.snapshot(), 3)
+
+	// Served again (the base came back): every pod of the node is handed
+	// over again, also the one the handler was given before.
+	require.NoError(t, view.serve(nodeA))
+	require.ElementsMatch(t, []string{"add ns/a1", "add ns/a2", "delete ns/a2", "add ns/a1", "add ns/a3"}, h.snapshot())
+	require.Error(t, view.Informer().RemoveEventHandler(nil), "handlers live as long as the process")
 }
 
-func TestNodeViewOrdersEventsOfPodsItWasNotGiven(t *testing.T) {
+func TestServedViewOrdersEventsOfPodsItWasNotGiven(t *testing.T) {
 	nodeA := protocol.NodeName("default", "a")
 	pc, err := newPodCache(fake.NewClientset(), "default")
 	require.NoError(t, err)
-	view := pc.forNode(nodeA)
+	view := pc.served
 	var h recordingHandler
 	_, err = view.Informer().AddEventHandler(&h)
 	require.NoError(t, err)
+	require.NoError(t, view.serve(nodeA))
 
 	// An update of a pod the handler was never given (its add went by
 	// before the handler came) arrives as an add; a delete of such a pod is

@@ -259,50 +259,35 @@ func (c *Controller) recoverBase(ctx context.Context, v *vnode) {
 	}
 }
 
-// runPods runs the base's pod controller, on the view of the shared pod
-// cache that holds only the pods bound to its node, once the node is
-// registered.
+// runPods serves the base's pods once its node is registered: the pod
+// controller hands them to its provider until ctx is done.
 func (c *Controller) runPods(ctx context.Context, v *vnode) {
 	select {
 	case <-v.registered:
 	case <-ctx.Done():
 		return
 	}
-	pods := c.pods.forNode(v.nodeName)
-	defer pods.Close()
-	pc, err := node.NewPodController(node.PodControllerConfig{
-		PodClient:         c.cfg.Client.CoreV1(),
-		PodInformer:       pods,
-		EventRecorder:     c.recorder,
-		Provider:          v.provider,
-		ConfigMapInformer: c.unusedInformers.Core().V1().ConfigMaps(),
-		SecretInformer:    c.unusedInformers.Core().V1().Secrets(),
-		ServiceInformer:   c.unusedInformers.Core().V1().Services(),
-		// A biz takes only BIZ_VERSION from its container's environment, and
-		// the provider resolves it; resolving the rest would need a
-		// cluster-wide watch of Secrets and ConfigMaps.
-		SkipDownwardAPIResolution: true,
-	})
-	if err != nil {
-		log.G(ctx).WithError(err).Error("cannot create pod controller")
+	select {
+	case <-c.podsReady:
+	case <-ctx.Done():
 		return
 	}
-	go c.adoptPods(ctx, v, pods)
-	if err := pc.Run(ctx, c.cfg.PodWorkers); err != nil && ctx.Err() == nil {
-		log.G(ctx).WithError(err).Error("pod controller stopped")
+	c.router.add(ctx, v.nodeName, v.provider)
+	defer c.router.remove(v.nodeName, v.provider)
+	defer c.pods.served.unserve(v.nodeName)
+	if err := c.pods.served.serve(v.nodeName); err != nil {
+		log.G(ctx).WithError(err).Error("cannot hand the node's pods to its provider")
 	}
+	c.adoptPods(ctx, v)
+	<-ctx.Done()
 }
 
-// adoptPods hands the provider every pod bound to the node once the shared
-// pod cache synced. virtual-kubelet never hands over pods in a terminal
-// phase, yet a Failed (superseded) pod still owns its biz on the base, which
-// its deletion must uninstall; and until every pod is known, a biz cannot be
-// called an orphan.
-func (c *Controller) adoptPods(ctx context.Context, v *vnode, pods *nodePods) {
-	if !c.pods.waitForSync(ctx) {
-		return
-	}
-	list, err := pods.Lister().List(labels.Everything())
+// adoptPods hands the provider every pod bound to the node. virtual-kubelet
+// never hands over pods in a terminal phase, yet a Failed (superseded) pod
+// still owns its biz on the base, which its deletion must uninstall; and
+// until every pod is known, a biz cannot be called an orphan.
+func (c *Controller) adoptPods(ctx context.Context, v *vnode) {
+	list, err := c.pods.onNode(v.nodeName, "", labels.Everything())
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("cannot list the node's pods")
 		return
