@@ -13,9 +13,9 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// Defaults of Config. A base's Lease is written once per RenewInterval, so
-// each base adds 60 s / RenewInterval Lease writes a minute (6 by default);
-// a crashed replica's bases are served again about LeaseDuration plus one
+// Defaults of Config. A replica's member Lease is written once per
+// RenewInterval (6 writes a minute by default), base Leases only on
+// handover; a crashed replica's bases are served again about LeaseDuration plus one
 // RetryPeriod after its last renewal.
 const (
 	DefaultLeaseDuration = 20 * time.Second
@@ -60,9 +60,10 @@ type Config struct {
 	// LeaseDuration is how long a Lease not renewed keeps others away.
 	LeaseDuration time.Duration
 	// RenewDeadline is how long after the start of its last successful
-	// renewal a replica still acts on a base; shorter than LeaseDuration.
+	// renewal of its member Lease a replica still acts on its bases;
+	// shorter than LeaseDuration.
 	RenewDeadline time.Duration
-	// RenewInterval is how often a held Lease is renewed; shorter than
+	// RenewInterval is how often the member Lease is renewed; shorter than
 	// RenewDeadline, so a failed renewal is retried before the deadline.
 	RenewInterval time.Duration
 	// RetryPeriod is how often the Leases are listed and acted on.

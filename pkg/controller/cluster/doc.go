@@ -25,14 +25,21 @@
 // leaving moves the bases it gains or held, and few others (see Assign). The chosen replica creates or takes the base's
 // Lease, with the resourceVersion of the Lease it read as precondition; a
 // replica that is no longer chosen releases it (empty holder) and the chosen
-// one takes it on its next round. A Lease whose holder stopped renewing is
-// taken once it has not changed for its duration.
+// one takes it on its next round.
 //
-// A replica acts on a base only while Owns says so: from a successful write
-// of the base's Lease until RenewDeadline after the write started, which is
-// shorter than the Lease's duration. A replica that cannot renew, or was
+// A base's Lease is never renewed: it holds while its holder's member Lease
+// does, as a session backs its locks, so the steady state costs one Lease
+// write per replica per RenewInterval whatever the number of bases. A base
+// Lease is taken from its holder once the holder's member Lease has not
+// changed for its duration (or, for a holder without a member Lease, once
+// the base Lease itself has not).
+//
+// A replica acts on a base only while Owns says so: it holds the base's
+// Lease and the last successful write of its member Lease started less than
+// RenewDeadline ago, which is shorter than the Lease's duration; it takes no
+// base Lease while that is not so. A replica that cannot renew, or was
 // stopped (SIGSTOP, a long GC pause, a partition), stops acting before any
-// other replica may take the Lease. On shutdown every Lease is released at
+// other replica may take its bases. On shutdown every Lease is released at
 // once, so the next owners need not wait for expiry.
 //
 // A replica also shows on its member Lease whether it reaches the broker; one

@@ -32,6 +32,10 @@ type Ownership struct {
 	mu sync.Mutex
 	// held are the base Leases this replica holds, by base ID.
 	held map[string]*heldLease
+	// memberRenewedAt is when the last successful write of this replica's
+	// member Lease started: it acts on the bases it holds until
+	// memberRenewedAt + RenewDeadline.
+	memberRenewedAt time.Time
 	// known are the bases reported through Owns, with when they last were.
 	known map[string]time.Time
 	// changed are the bases whose Owns answer changed since TakeChanged.
@@ -46,6 +50,10 @@ type Ownership struct {
 	lastMember time.Time              // start of its last successful write
 	live       []string
 
+	// members are the holders of the member Leases of the last round, live
+	// or not; under mu.
+	members map[string]bool
+
 	// waiting counts, in a round, the bases chosen for this replica that
 	// another still holds.
 	waiting atomic.Int64
@@ -56,12 +64,12 @@ type Ownership struct {
 // roundParallelism is how many base Leases one round writes at once.
 const roundParallelism = 8
 
-// heldLease is a base Lease this replica holds.
+// heldLease is a base Lease this replica holds. A base Lease is written
+// only when it changes hands; it stays valid while its holder's member Lease
+// is renewed, so the steady state costs one Lease write per replica per
+// RenewInterval, not one per base.
 type heldLease struct {
 	lease *coordinationv1.Lease // as last written (its resourceVersion is the precondition of the next write)
-	// renewedAt is when the last successful write of the Lease started:
-	// this replica acts on the base until renewedAt + RenewDeadline.
-	renewedAt time.Time
 }
 
 // linkState is whether a replica reaches the broker, and since when.
@@ -111,7 +119,8 @@ func (o *Ownership) Identity() string { return o.cfg.Identity }
 func (o *Ownership) Ready() <-chan struct{} { return o.ready }
 
 // Owns reports whether this replica may act on the base now: it holds the
-// base's Lease and its last renewal started less than RenewDeadline ago. It
+// base's Lease and the last renewal of its member Lease started less than
+// RenewDeadline ago. It
 // also records that the base exists, which makes it a candidate for this
 // replica when the hash chooses it.
 func (o *Ownership) Owns(baseID string) bool {
@@ -119,8 +128,19 @@ func (o *Ownership) Owns(baseID string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.known[baseID] = now
-	h := o.held[baseID]
-	return h != nil && now.Before(h.renewedAt.Add(o.cfg.RenewDeadline))
+	return o.held[baseID] != nil && o.memberFreshLocked(now)
+}
+
+// memberFreshLocked reports whether this replica's member Lease was renewed
+// recently enough to act on the bases it holds; o.mu is held.
+func (o *Ownership) memberFreshLocked(now time.Time) bool {
+	return !o.memberRenewedAt.IsZero() && now.Before(o.memberRenewedAt.Add(o.cfg.RenewDeadline))
+}
+
+func (o *Ownership) memberFresh(now time.Time) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.memberFreshLocked(now)
 }
 
 // Changes is signalled whenever the answer of Owns changed for some base;
@@ -192,6 +212,7 @@ func (o *Ownership) round(ctx context.Context) {
 	}
 	present := map[string]bool{}
 	bases := map[string]*coordinationv1.Lease{}
+	members := map[string]bool{} // holders of member Leases
 	var live []string
 	for i := range list.Items {
 		l := &list.Items[i]
@@ -202,6 +223,7 @@ func (o *Ownership) round(ctx context.Context) {
 		switch l.Labels[LabelLease] {
 		case LeaseReplica:
 			holder := holderOf(l)
+			members[holder] = true
 			if holder != "" && holder != o.cfg.Identity && !o.expired(l, now) {
 				live = append(live, holder)
 				o.observeConnected(holder, l.Annotations[AnnotationConnected] != "false", now)
@@ -239,6 +261,7 @@ func (o *Ownership) round(ctx context.Context) {
 	// see alike) and every base this replica heard of lately.
 	o.mu.Lock()
 	o.live = live
+	o.members = members
 	candidates := map[string]bool{}
 	for id, at := range o.known {
 		if now.Sub(at) > o.cfg.ForgetAfter {
@@ -288,6 +311,9 @@ func (o *Ownership) reconcileBase(ctx context.Context, baseID string, lease *coo
 	o.mu.Lock()
 	h := o.held[baseID]
 	_, known := o.known[baseID]
+	fresh := o.memberFreshLocked(now)
+	live := slices.Contains(o.live, holderOfOrEmpty(lease))
+	member := o.members[holderOfOrEmpty(lease)]
 	o.mu.Unlock()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("base", baseID))
 
@@ -296,9 +322,10 @@ func (o *Ownership) reconcileBase(ctx context.Context, baseID string, lease *coo
 		case lease == nil || holderOf(lease) != me:
 			o.drop(ctx, baseID, CauseTaken)
 			return
-		case !now.Before(h.renewedAt.Add(o.cfg.RenewDeadline)):
-			// Not renewed in time (the API failed, or this process was
-			// stopped): Owns has said no since the deadline. Start over.
+		case !fresh:
+			// The member Lease was not renewed in time (the API failed,
+			// or this process was stopped): Owns has said no since the
+			// deadline. Start over.
 			o.drop(ctx, baseID, CauseRenewFailed)
 			h = nil
 		case !known:
@@ -315,9 +342,6 @@ func (o *Ownership) reconcileBase(ctx context.Context, baseID string, lease *coo
 				h.lease = lease // written under this identity elsewhere; carry on from it
 			}
 			o.mu.Unlock()
-			if o.renewDue(h.renewedAt, now) {
-				o.renewBase(ctx, baseID, h, now)
-			}
 			return
 		}
 	}
@@ -327,6 +351,11 @@ func (o *Ownership) reconcileBase(ctx context.Context, baseID string, lease *coo
 		}
 		return
 	}
+	if !fresh {
+		// A Lease taken now would be valid for nobody: the others see
+		// this replica's member Lease go stale and take it back.
+		return
+	}
 	switch {
 	case lease == nil:
 		o.createBase(ctx, baseID, now)
@@ -334,7 +363,9 @@ func (o *Ownership) reconcileBase(ctx context.Context, baseID string, lease *coo
 		o.takeBase(ctx, baseID, lease, now, CauseReleased)
 	case holderOf(lease) == me:
 		o.takeBase(ctx, baseID, lease, now, CauseRestart)
-	case o.expired(lease, now):
+	case !live && (member || o.expired(lease, now)):
+		// Its holder's member Lease expired; or it has none (gone without
+		// a word) and the base Lease has not changed for its duration.
 		o.takeBase(ctx, baseID, lease, now, CauseFailover)
 	default:
 		// Held by a live replica, which releases it once it sees this one.
@@ -444,32 +475,6 @@ func (o *Ownership) takeBase(ctx context.Context, baseID string, lease *coordina
 	o.gain(ctx, baseID, updated, now, cause)
 }
 
-// renewBase renews a held base Lease.
-func (o *Ownership) renewBase(ctx context.Context, baseID string, h *heldLease, now time.Time) {
-	o.mu.Lock()
-	l := h.lease.DeepCopy()
-	o.mu.Unlock()
-	t := metav1.NewMicroTime(now)
-	l.Spec.RenewTime = &t
-	o.metrics.writes.WithLabelValues(LeaseBase, "update").Inc()
-	updated, err := o.leases.Update(ctx, l, metav1.UpdateOptions{})
-	switch {
-	case err == nil:
-		o.mu.Lock()
-		if o.held[baseID] == h {
-			h.lease, h.renewedAt = updated, now
-		}
-		o.mu.Unlock()
-	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-		// Someone else wrote it: read it again in the next round.
-		o.metrics.renewFailures.WithLabelValues(LeaseBase).Inc()
-		o.drop(ctx, baseID, CauseTaken)
-	default:
-		o.metrics.renewFailures.WithLabelValues(LeaseBase).Inc()
-		log.G(ctx).WithError(err).Warn("cannot renew the base's Lease; retrying until the renew deadline")
-	}
-}
-
 // spec is the Lease spec of a Lease this replica holds from now.
 func (o *Ownership) spec(now time.Time, transitions int32) coordinationv1.LeaseSpec {
 	t := metav1.NewMicroTime(now)
@@ -485,7 +490,7 @@ func (o *Ownership) spec(now time.Time, transitions int32) coordinationv1.LeaseS
 // gain records a Lease this replica now holds.
 func (o *Ownership) gain(ctx context.Context, baseID string, l *coordinationv1.Lease, start time.Time, cause string) {
 	o.mu.Lock()
-	o.held[baseID] = &heldLease{lease: l, renewedAt: start}
+	o.held[baseID] = &heldLease{lease: l}
 	o.known[baseID] = start
 	o.markChanged(baseID)
 	o.mu.Unlock()
@@ -508,17 +513,18 @@ func (o *Ownership) drop(ctx context.Context, baseID, cause string) {
 	}
 }
 
-// expireLapsed drops the held Leases past their renew deadline, when the
-// Leases could not be read.
+// expireLapsed drops the held Leases once the member Lease is past its
+// renew deadline, when the Leases could not be read.
 func (o *Ownership) expireLapsed(now time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for id, h := range o.held {
-		if !now.Before(h.renewedAt.Add(o.cfg.RenewDeadline)) {
-			delete(o.held, id)
-			o.markChanged(id)
-			o.metrics.handovers.WithLabelValues("lost", CauseRenewFailed).Inc()
-		}
+	if o.memberFreshLocked(now) {
+		return
+	}
+	for id := range o.held {
+		delete(o.held, id)
+		o.markChanged(id)
+		o.metrics.handovers.WithLabelValues("lost", CauseRenewFailed).Inc()
 	}
 	o.metrics.owned.Set(float64(len(o.held)))
 }
@@ -579,6 +585,7 @@ func (o *Ownership) renewMember(ctx context.Context, now time.Time) {
 			}, metav1.CreateOptions{})
 			if err == nil {
 				o.memberRV, o.lastMember = l, now
+				o.setMemberRenewed(now)
 				return
 			}
 		}
@@ -604,6 +611,13 @@ func (o *Ownership) renewMember(ctx context.Context, now time.Time) {
 		return
 	}
 	o.memberRV, o.lastMember = updated, now
+	o.setMemberRenewed(now)
+}
+
+func (o *Ownership) setMemberRenewed(now time.Time) {
+	o.mu.Lock()
+	o.memberRenewedAt = now
+	o.mu.Unlock()
 }
 
 // releaseAll stops acting on every base at once, then releases their
@@ -639,6 +653,14 @@ func (o *Ownership) releaseAll(ctx context.Context) {
 	}
 	_ = g.Wait()
 	log.G(ctx).WithField("released", len(leases)).Info("released every base Lease")
+}
+
+// holderOfOrEmpty returns the holder of a Lease that may be nil.
+func holderOfOrEmpty(l *coordinationv1.Lease) string {
+	if l == nil {
+		return ""
+	}
+	return holderOf(l)
 }
 
 // holderOf returns a Lease's holder, "" for none.
