@@ -21,18 +21,19 @@ import (
 // are listed in bizTransitions; TestBizTransitions drives a provider through
 // every one of them.
 //
-//	           installSent                 installOK / listed
-//	  absent ──────────────► installing ──────────────────────► onBase
-//	    ▲  ▲                  │      ▲                            │
-//	    │  │      unanswered  │      │ retryDue                   │ unwanted
-//	    │  │      refused     ▼      │                            ▼
-//	    │  └──abandoned── installRetry             uninstalling ◄─┘
-//	    │                                          │      ▲
-//	    │                               refused    ▼      │ retryDue
-//	    └──────────── uninstallOK ─────── uninstallRetry ─┘
+//	absent ──installSent──► installing ──installOK, listed──► onBase
+//	  ▲                      │     ▲                             │
+//	  │       unanswered,    │     │ installRetryDue             │ unwanted
+//	  │       repeat,refused ▼     │                             ▼
+//	  ├──installAbandoned── installRetry                    uninstalling ◄──┐
+//	  │                                                      │   │         │ uninstallRetryDue
+//	  └────────────────── uninstallOK ◄──────────────────────┘   └──► uninstallRetry
+//	                                                          uninstallRefused
 //
-// (uninstallOK leads from uninstalling as well; unlisted leads from onBase
-// back to absent; a baseline resets every biz to absent or installing.)
+// Besides: listed leads from absent and installRetry to onBase, unlisted
+// from onBase back to absent, unwanted from installing and installRetry to
+// uninstalling (a deleted pod's install the base may yet have carried out),
+// and a baseline resets every biz to absent or installing.
 type bizPhase uint8
 
 const (
