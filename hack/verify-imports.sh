@@ -58,7 +58,11 @@ check imports ./provider/... "^k8s\.io/client-go(/|$)" "client-go"
 check deps ./provider/... "^$M/(tunnel/mqtt|pkg/controller|pkg/config)(/|$)|^github\.com/eclipse/paho" "tunnel/mqtt, pkg/controller, pkg/config or paho"
 check deps ./pkg/controller/... "^$M/(tunnel/mqtt|pkg/config)(/|$)|^github\.com/eclipse/paho" "tunnel/mqtt, pkg/config or paho"
 check deps ./pkg/config/... "^$M/" "other project packages"
-check deps ./pkg/broker/... "^(k8s\.io/|$M/)" "k8s.io or project packages"
+check deps ./pkg/broker "^(k8s\.io/|$M/)" "k8s.io or project packages"
+# The test helpers beside it: the MQTT client one stands alone, the broker one
+# wraps the broker and nothing else.
+check deps ./pkg/broker/mqtttest "^(k8s\.io/|$M/)" "k8s.io or project packages"
+check deps ./pkg/broker/brokertest "^k8s\.io/|^$M/($|[^p]|p[^k]|pkg/[^b]|pkg/b[^r]|pkg/broker/)" "k8s.io or project packages but pkg/broker"
 # The test bed is for tests only, and e2e is black-box.
 for dir in ./cmd/... ./pkg/... ./provider/... ./tunnel/...; do
 	check deps "$dir" "^$M/e2e(/|$)" "e2e packages"

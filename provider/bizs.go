@@ -49,22 +49,14 @@ func (p *Provider) backoff(tries int) time.Duration {
 	return min(d, p.cfg.RetryMax)
 }
 
-// command is one thing to send to the base or the API server.
-type command struct {
-	name    string // a protocol.Command*, or "" for a pod release
-	biz     protocol.BizModel
-	release *corev1.Pod
-	entry   *podEntry // the released pod's entry, restored if the release fails
-}
-
 // Run sends the commands reconciles produce until ctx is done.
 func (p *Provider) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-p.queued:
-			for _, c := range p.takeQueued() {
+		case <-p.cmds.queued:
+			for _, c := range p.cmds.take() {
 				go p.execute(ctx, c)
 			}
 		}
@@ -77,14 +69,14 @@ func (p *Provider) execute(ctx context.Context, c command) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.CommandTimeout)
 	defer cancel()
 	var err error
-	switch c.name {
-	case protocol.CommandInstallBiz:
+	switch c.kind {
+	case cmdInstall:
 		err = p.cfg.Tunnel.InstallBiz(ctx, p.BaseID(), c.biz)
-	case protocol.CommandUninstallBiz:
+	case cmdUninstall:
 		err = p.cfg.Tunnel.UninstallBiz(ctx, p.BaseID(), c.biz)
-	case protocol.CommandQueryAllBiz:
+	case cmdQueryAll:
 		err = p.cfg.Tunnel.QueryAllBiz(ctx, p.BaseID())
-	case "":
+	case cmdReleasePod:
 		if p.cfg.ReleasePod != nil {
 			err = p.cfg.ReleasePod(ctx, c.release)
 		}
@@ -92,21 +84,21 @@ func (p *Provider) execute(ctx context.Context, c command) {
 	if err == nil {
 		return
 	}
-	log.G(ctx).WithField("base", p.BaseID()).WithField("command", c.name).WithField("biz", c.biz.Key()).WithError(err).Warn("command failed; will retry")
+	log.G(ctx).WithField("base", p.BaseID()).WithField("command", c.kind.String()).WithField("biz", c.biz.Key()).WithError(err).Warn("command failed; will retry")
 	p.mu.Lock()
 	now := p.clock.Now()
-	switch c.name {
-	case protocol.CommandInstallBiz:
+	switch c.kind {
+	case cmdInstall:
 		if a := p.installs[c.biz.Key()]; a != nil {
 			p.failed(a, "cannot reach the base: "+err.Error(), now)
 		}
-	case protocol.CommandUninstallBiz:
+	case cmdUninstall:
 		if a := p.uninstalls[c.biz.Key()]; a != nil {
 			p.failed(a, "cannot reach the base: "+err.Error(), now)
 		}
-	case protocol.CommandQueryAllBiz:
+	case cmdQueryAll:
 		p.needQuery = true
-	case "":
+	case cmdReleasePod:
 		// The entry left p.pods when the release was decided: put it back
 		// (unless a new pod took its name) so the next reconcile retries.
 		if e := c.entry; e != nil && p.pods[e.key] == nil {
@@ -127,51 +119,8 @@ func (p *Provider) sync() {
 		cmds = p.reconcile(p.clock.Now())
 	}
 	p.mu.Unlock()
-	p.enqueue(cmds)
+	p.cmds.enqueue(cmds)
 	p.markPodsChanged()
-}
-
-// maxQueuedCommands bounds the commands waiting for Run. Reconciles are
-// cheap and repeat, so a full queue drops the excess (counted) instead of
-// blocking the caller, the controller's event loop: an install or uninstall
-// dropped here stays outstanding and is retried once it times out.
-const maxQueuedCommands = 256
-
-// takeQueued empties the command queue.
-func (p *Provider) takeQueued() []command {
-	p.qmu.Lock()
-	defer p.qmu.Unlock()
-	cmds := p.queue
-	p.queue = nil
-	return cmds
-}
-
-// enqueue hands cmds to Run without ever blocking.
-func (p *Provider) enqueue(cmds []command) {
-	if len(cmds) == 0 {
-		return
-	}
-	p.qmu.Lock()
-	room := maxQueuedCommands - len(p.queue)
-	dropped := 0
-	if len(cmds) > room {
-		dropped = len(cmds) - max(room, 0)
-		cmds = cmds[:max(room, 0)]
-	}
-	p.queue = append(p.queue, cmds...)
-	p.qmu.Unlock()
-	if dropped > 0 {
-		log.L.WithField("base", p.BaseID()).WithField("dropped", dropped).Warn("command queue full; dropped commands will be retried")
-		for range dropped {
-			if p.cfg.DroppedCommands != nil {
-				p.cfg.DroppedCommands.Inc()
-			}
-		}
-	}
-	select {
-	case p.queued <- struct{}{}:
-	default:
-	}
 }
 
 // Resync re-runs the reconcile: the controller calls it periodically so that
@@ -184,159 +133,6 @@ func (p *Provider) markPodsChanged() {
 	case p.podsChanged <- struct{}{}:
 	default:
 	}
-}
-
-// reconcile compares the pods with the base's bizs and returns the commands
-// that close the gap. It is the one place that decides what to send.
-func (p *Provider) reconcile(now time.Time) []command {
-	var cmds []command
-	owners := p.owners()
-	specs := map[string]bizSpec{}
-	for _, e := range p.pods {
-		for _, s := range e.specs {
-			if s.invalid == "" && owners[s.key()] == e.key {
-				specs[s.key()] = s
-			}
-		}
-	}
-
-	// Install what live pods ask for and the base lacks.
-	for key, s := range specs {
-		if rec := p.bizs[key]; rec != nil {
-			if url, ok := p.installedURL[key]; ok && url != s.biz.BizURL && p.uninstalls[key] == nil {
-				// The pod's image changed: replace the biz. The uninstall is
-				// sent below, the install once the base confirms it.
-				p.uninstalls[key] = &attempt{biz: s.biz}
-				continue
-			}
-			delete(p.installs, key)
-			continue
-		}
-		if !p.inventory || p.uninstalls[key] != nil {
-			continue
-		}
-		a := p.installs[key]
-		switch {
-		case a == nil:
-			a = &attempt{biz: s.biz}
-			p.installs[key] = a
-		case a.retryAt.IsZero() && now.Sub(a.sentAt) >= p.cfg.InstallTimeout:
-			// Unanswered: ask what the base has, and try again after a backoff.
-			p.needQuery = true
-			p.failed(a, "no answer from the base to installBiz within "+p.cfg.InstallTimeout.String(), now)
-			continue
-		case !a.due(now, p.cfg.InstallTimeout):
-			continue
-		}
-		a.biz, a.sentAt, a.retryAt, a.baseline, a.maybeInstalled = s.biz, now, time.Time{}, false, true
-		a.tries++
-		p.installedURL[key] = s.biz.BizURL
-		cmds = append(cmds, command{name: protocol.CommandInstallBiz, biz: s.biz})
-	}
-
-	// Uninstall what deleted pods had, unless a live pod claims it; release
-	// the pods whose bizs are all gone.
-	awaited := map[string]bool{} // installs a deleted pod waits on
-	for _, e := range p.pods {
-		if !e.deleting || e.released {
-			continue
-		}
-		done := true
-		for _, s := range e.specs {
-			if s.invalid != "" {
-				continue
-			}
-			key := s.key()
-			if _, ok := e.gone[key]; ok {
-				continue
-			}
-			if owners[key] != "" {
-				e.gone[key] = now // it stays for the live pod that claims it
-				continue
-			}
-			if a := p.installs[key]; a != nil && a.maybeInstalled {
-				if a.retryAt.IsZero() && now.Sub(a.sentAt) < p.cfg.InstallTimeout {
-					// The base may be installing it right now, and an
-					// uninstall would clash with that: wait for the answer.
-					awaited[key] = true
-					done = false
-					continue
-				}
-				// Unanswered, or refused while another command for it ran:
-				// the base may have it, whatever its list said.
-				if p.uninstalls[key] == nil {
-					p.uninstalls[key] = &attempt{biz: s.biz}
-				}
-			}
-			if p.inventory && p.bizs[key] == nil && p.uninstalls[key] == nil {
-				e.gone[key] = now
-				continue
-			}
-			done = false
-			if p.uninstalls[key] == nil {
-				p.uninstalls[key] = &attempt{biz: s.biz}
-			}
-		}
-		if done {
-			e.released = true
-			pod := p.podWithStatus(e)
-			// The pod leaves the provider now: record its last transitions.
-			p.recordTransitions(e, pod)
-			cmds = append(cmds, command{release: pod, entry: e})
-			delete(p.pods, e.key)
-		}
-	}
-	for key := range p.installs {
-		if _, wanted := specs[key]; !wanted && !awaited[key] {
-			delete(p.installs, key)
-		}
-	}
-
-	// Report bizs no pod asks for, once each, once every pod bound to the
-	// node is known (a restarted controller learns the base's bizs before
-	// virtual-kubelet handed it the pods).
-	for key := range p.bizs {
-		if p.cfg.AwaitPodSync && !p.podsSynced {
-			break
-		}
-		if _, wanted := specs[key]; wanted {
-			delete(p.orphans, key)
-			continue
-		}
-		if p.uninstalls[key] != nil || p.orphans[key] {
-			continue
-		}
-		p.orphans[key] = true
-		if p.cfg.OrphanBizs != nil {
-			p.cfg.OrphanBizs.Inc()
-		}
-		p.cfg.Events.Eventf(p.nodeRef(), corev1.EventTypeWarning, ReasonOrphanBiz,
-			"biz %s runs on the base but no pod on this node asks for it", key)
-		if url, ours := p.installedURL[key]; ours && p.cfg.UninstallOrphans {
-			n, v := splitKey(key)
-			p.uninstalls[key] = &attempt{biz: protocol.BizModel{BizName: n, BizVersion: v, BizURL: url}}
-		}
-	}
-
-	// Send the uninstalls decided above, and those due again: every kind
-	// (deleted pod, image change, orphan) is retried the same way.
-	for _, a := range p.uninstalls {
-		switch {
-		case a.tries == 0:
-		case !a.due(now, p.cfg.InstallTimeout):
-			continue
-		case a.retryAt.IsZero():
-			p.needQuery = true // unanswered: ask what the base has
-		}
-		a.sentAt, a.retryAt = now, time.Time{}
-		a.tries++
-		cmds = append(cmds, command{name: protocol.CommandUninstallBiz, biz: a.biz})
-	}
-	if p.needQuery {
-		p.needQuery = false
-		cmds = append(cmds, command{name: protocol.CommandQueryAllBiz})
-	}
-	return cmds
 }
 
 // OnBizStatus records the base's full biz list, published at publishedAt.

@@ -176,7 +176,7 @@ func (p *Provider) podWithStatus(e *podEntry) *corev1.Pod {
 		}
 		pod.Status = *prev
 	}
-	pod.Status = podStatus(pod, p.views(e), podBase{ip: p.info.Status.LocalIP, reachable: p.readiness.Reachable}, e.start, p.clock.Now())
+	pod.Status = podStatus(pod, p.views(e), p.podBase(), e.start, p.clock.Now())
 	return pod
 }
 

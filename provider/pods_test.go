@@ -94,11 +94,12 @@ type harness struct {
 	mu         sync.Mutex
 	released   []string
 	releaseErr error
+	releases   chan string // each released pod's name, for tests that wait for one
 }
 
 func newHarness(t *testing.T, opts ...func(*Config)) *harness {
 	t.Helper()
-	h := &harness{t: t, tun: tunneltest.New(), clk: clocktesting.NewFakeClock(t0), events: &eventRecorder{}, orphans: &counter{}}
+	h := &harness{t: t, tun: tunneltest.New(), clk: clocktesting.NewFakeClock(t0), events: &eventRecorder{}, orphans: &counter{}, releases: make(chan string, 64)}
 	cfg := Config{
 		Node:           testNodeConfig(testBase),
 		Base:           BaseInfo{Status: heartbeat(testBase)},
@@ -130,6 +131,10 @@ func (h *harness) release(_ context.Context, pod *corev1.Pod) error {
 		return err
 	}
 	h.released = append(h.released, pod.Name)
+	select {
+	case h.releases <- pod.Name:
+	default:
+	}
 	return nil
 }
 
@@ -143,7 +148,7 @@ func (h *harness) releasedPods() []string {
 // ones the tunnel received since the last flush, summarised.
 func (h *harness) flush() []string {
 	h.t.Helper()
-	for cmds := h.p.takeQueued(); len(cmds) > 0; cmds = h.p.takeQueued() {
+	for cmds := h.p.cmds.take(); len(cmds) > 0; cmds = h.p.cmds.take() {
 		for _, c := range cmds {
 			h.p.execute(h.t.Context(), c)
 		}
@@ -1295,15 +1300,12 @@ func TestRunAndNotifyPods(t *testing.T) {
 			}
 		}
 	}
-	sent := func(name string, n int) func() bool {
-		return func() bool { return len(h.tun.CommandsFor(testBase, name)) == n }
-	}
 	pod := modulePod("p", t0, bizContainer("biz1", "0.0.1"), bizContainer("biz2", "0.0.1"))
 
 	h.list()
 	h.create(pod)
 
-	require.Eventually(t, sent(protocol.CommandInstallBiz, 2), 5*time.Second, time.Millisecond)
+	h.tun.WaitForCommands(t, 5*time.Second, 2, tunneltest.Named(testBase, protocol.CommandInstallBiz))
 	waitFor("installing", func(p *corev1.Pod) bool {
 		return p.Status.Phase == corev1.PodPending && stateReason(p.Status.ContainerStatuses[0]) == ReasonBizInstalling
 	})
@@ -1332,10 +1334,16 @@ func TestRunAndNotifyPods(t *testing.T) {
 	})
 
 	h.delete(pod)
-	require.Eventually(t, sent(protocol.CommandUninstallBiz, 2), 5*time.Second, time.Millisecond)
+	h.tun.WaitForCommands(t, 5*time.Second, 2, tunneltest.Named(testBase, protocol.CommandUninstallBiz))
 	h.reply(uninstallReply("biz1", "0.0.1", protocol.CodeSuccess))
 	h.reply(uninstallReply("biz2", "0.0.1", protocol.CodeNotFoundBiz))
-	require.Eventually(t, func() bool { return len(h.releasedPods()) == 1 }, 5*time.Second, time.Millisecond)
+	select {
+	case name := <-h.releases:
+		require.Equal(t, "p", name)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the pod was not released")
+	}
+	require.Len(t, h.releasedPods(), 1)
 	require.Len(t, h.tun.CommandsFor(testBase, protocol.CommandInstallBiz), 2)
 	require.Len(t, h.tun.CommandsFor(testBase, protocol.CommandUninstallBiz), 2)
 }

@@ -74,26 +74,42 @@ const (
 	DefaultCommandTimeout = 10 * time.Second
 )
 
-// Provider is the virtual-kubelet provider of one base. It implements
-// node.PodLifecycleHandler and node.PodNotifier for the base's pods and
-// node.NodeProvider for its virtual node; the controller feeds it what the
-// base reports and its liveness judgement.
+// Provider is the virtual-kubelet provider of one base. It plays four roles,
+// each with its own contract:
+//
+//   - node.PodLifecycleHandler (CreatePod, UpdatePod, DeletePod, GetPod,
+//     GetPodStatus, GetPods): virtual-kubelet's pod controller hands it the
+//     pods bound to the base's node. The calls return at once and never fail
+//     for a base that is offline; what they call for is decided by the next
+//     reconcile, which they run. DeletePod returns NotFound for a pod the
+//     provider does not have; the pod is released (deleted from the API
+//     server through Config.ReleasePod) once the base confirmed its bizs gone.
+//   - node.PodNotifier (NotifyPods): the callback receives every pod whose
+//     status changed since it was last handed out, from one goroutine, with
+//     the latest status; unchanged statuses are never handed out twice.
+//   - node.NodeProvider (Ping, NotifyNodeStatus), played by the embedded
+//     nodeStatus: the node is rebuilt from what the controller reports
+//     (UpdateBase, UpdateHealth, UpdateTopology, SetReadiness) and handed
+//     out only when it changed in more than heartbeat times.
+//   - the biz reconciler (OnBizStatus, OnBizOperation, OnBatchInstall,
+//     Baseline, Resync, PodsSynced): the controller hands it what the base
+//     reports; each call updates the per-biz state and runs reconcile
+//     (reconcile.go), whose commands go to the dispatcher that Run drains.
+//
+// The pod handler and the reconciler share one mutex, mu: a reconcile reads
+// the pods and the bizs together and must see them consistent. The node's
+// state has its own (nodeStatus.mu, always taken after mu, never before),
+// and so has the command queue (dispatcher.mu), so that neither a node write
+// nor a full queue ever waits on a reconcile.
 type Provider struct {
-	cfg    Config
-	clock  clock.PassiveClock
-	wakeup chan struct{} // one-slot mailbox: the node changed
+	*nodeStatus
+	cfg   Config
+	clock clock.PassiveClock
+	cmds  *dispatcher
 
 	podsChanged chan struct{} // one-slot mailbox: some pod status may have changed
-	queued      chan struct{} // one-slot mailbox: queue has commands
 
-	qmu   sync.Mutex
-	queue []command // commands for Run to send, at most maxQueuedCommands
-
-	mu        sync.Mutex
-	info      BaseInfo
-	readiness Readiness
-	node      *corev1.Node
-
+	mu           sync.Mutex
 	pods         map[string]*podEntry  // by namespace/name
 	podSeq       uint64                // arrival counter of pod entries
 	bizs         map[string]*bizRecord // what the base runs, by name:version
@@ -126,13 +142,11 @@ func New(cfg Config) (*Provider, error) {
 	setDefault(&cfg.RetryMax, DefaultRetryMax)
 	setDefault(&cfg.CommandTimeout, DefaultCommandTimeout)
 	p := &Provider{
+		nodeStatus:   newNodeStatus(cfg.Node, cfg.Base, cfg.Readiness, cfg.Clock),
 		cfg:          cfg,
 		clock:        cfg.Clock,
-		wakeup:       make(chan struct{}, 1),
+		cmds:         newDispatcher(cfg.Node.BaseID, cfg.DroppedCommands),
 		podsChanged:  make(chan struct{}, 1),
-		queued:       make(chan struct{}, 1),
-		info:         cfg.Base,
-		readiness:    cfg.Readiness,
 		pods:         map[string]*podEntry{},
 		bizs:         map[string]*bizRecord{},
 		installs:     map[string]*attempt{},
@@ -141,7 +155,6 @@ func New(cfg Config) (*Provider, error) {
 		baselineURLs: map[string]string{},
 		orphans:      map[string]bool{},
 	}
-	p.node = buildNode(cfg.Node, p.info, p.readiness, nil, p.clock.Now())
 	return p, nil
 }
 
@@ -150,61 +163,6 @@ func (p *Provider) NodeName() string { return p.cfg.Node.NodeName() }
 
 // BaseID is the identity of this provider's base.
 func (p *Provider) BaseID() string { return p.cfg.Node.BaseID }
-
-// Node returns the desired virtual node.
-func (p *Provider) Node() *corev1.Node {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.node.DeepCopy()
-}
-
-// Info returns what is known of the base.
-func (p *Provider) Info() BaseInfo {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.info
-}
-
-// Ping implements node.NodeProvider. Liveness is judged by the controller
-// from heartbeats and reported through the Ready condition, so the ping of
-// the node controller always succeeds.
-func (p *Provider) Ping(context.Context) error { return nil }
-
-// NotifyNodeStatus implements node.NodeProvider: cb receives the node each
-// time it changes, latest state first, from one goroutine that ends with ctx.
-func (p *Provider) NotifyNodeStatus(ctx context.Context, cb func(*corev1.Node)) {
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-p.wakeup:
-				cb(p.Node())
-			}
-		}
-	}()
-}
-
-// PushNodeStatus asks for the current node to be written even if nothing
-// changed, e.g. right after the node controller started.
-func (p *Provider) PushNodeStatus() {
-	select {
-	case p.wakeup <- struct{}{}:
-	default:
-	}
-}
-
-// PushNodeStatusSince asks for the current node to be written if it changed
-// since n, a node Node returned: the one a node controller registered, say,
-// which a change made before that controller listened did not reach.
-func (p *Provider) PushNodeStatusSince(n *corev1.Node) {
-	p.mu.Lock()
-	changed := nodeChanged(n, p.node)
-	p.mu.Unlock()
-	if changed {
-		p.PushNodeStatus()
-	}
-}
 
 // UpdateBase records a heartbeat's content. It reports whether the node
 // changed (labels or addresses).
@@ -227,9 +185,8 @@ func (p *Provider) UpdateTopology(zone, region string) bool {
 // unreachable, and after a controller restart until its first sign of life
 // (a restarted embedded broker drops commands for bases not reconnected yet).
 func (p *Provider) SetReadiness(r Readiness) bool {
-	p.mu.Lock()
-	wasOnline, wasReachable := p.online(), p.readiness.Reachable
-	p.mu.Unlock()
+	was := p.current()
+	wasOnline, wasReachable := was.listening(), was.Reachable
 	changed := p.update(func(_ *BaseInfo, cur *Readiness) { *cur = r })
 	switch {
 	case !wasOnline && r.Reachable && !r.Waiting:
@@ -237,28 +194,6 @@ func (p *Provider) SetReadiness(r Readiness) bool {
 	case wasReachable != r.Reachable:
 		// Pods are not Ready while their base is unreachable.
 		p.markPodsChanged()
-	}
-	return changed
-}
-
-// online reports whether the base is known to listen for commands.
-func (p *Provider) online() bool {
-	return p.readiness.Reachable && !p.readiness.Waiting
-}
-
-// update applies change, rebuilds the node and wakes the notifier if the node
-// changed.
-func (p *Provider) update(change func(*BaseInfo, *Readiness)) bool {
-	p.mu.Lock()
-	change(&p.info, &p.readiness)
-	next := buildNode(p.cfg.Node, p.info, p.readiness, p.node, p.clock.Now())
-	changed := nodeChanged(p.node, next)
-	if changed {
-		p.node = next
-	}
-	p.mu.Unlock()
-	if changed {
-		p.PushNodeStatus()
 	}
 	return changed
 }

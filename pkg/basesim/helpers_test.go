@@ -3,7 +3,6 @@ package basesim
 import (
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/moduleops/module-controller/pkg/broker"
+	"github.com/moduleops/module-controller/pkg/broker/brokertest"
+	"github.com/moduleops/module-controller/pkg/broker/mqtttest"
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
@@ -29,21 +30,7 @@ const (
 // returns its tcp:// URL.
 func startBroker(t *testing.T, cfg broker.Config) string {
 	t.Helper()
-	if cfg.Address == "" {
-		cfg.Address = "127.0.0.1:0"
-	}
-	b, err := broker.New(cfg)
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- b.Run(t.Context()) }()
-	t.Cleanup(func() {
-		b.Close()
-		// Run returns nil if the test's context ended first, ErrClosed if Close won.
-		if err := <-done; err != nil && !errors.Is(err, broker.ErrClosed) {
-			t.Errorf("broker: %v", err)
-		}
-	})
-	return "tcp://" + b.Addr()
+	return brokertest.Start(t, cfg).URL()
 }
 
 // randomID returns a base identity unique to this test run.
@@ -84,25 +71,21 @@ type controller struct {
 func newController(t *testing.T, brokerURL, env string) *controller {
 	t.Helper()
 	c := &controller{t: t, env: env}
-	opts := paho.NewClientOptions().AddBroker(brokerURL).
-		SetClientID("ctrl-" + strings.ToLower(rand.Text()[:8])).
-		SetCleanSession(true).SetAutoReconnect(false).SetOrderMatters(true)
-	c.client = paho.NewClient(opts)
-	c.wait(c.client.Connect())
+	client, err := mqtttest.Connect(t, mqtttest.Options(brokerURL, "ctrl-").SetOrderMatters(true))
+	require.NoError(t, err)
+	c.client = client
 	filter := protocol.EnvPrefix(env) + "/+/base/#"
 	c.wait(c.client.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.msgs = append(c.msgs, message{topic: m.Topic(), payload: slices.Clone(m.Payload())})
 	}))
-	t.Cleanup(func() { c.client.Disconnect(0) })
 	return c
 }
 
 func (c *controller) wait(tok paho.Token) {
 	c.t.Helper()
-	require.True(c.t, tok.WaitTimeout(waitFor), "mqtt operation timed out")
-	require.NoError(c.t, tok.Error())
+	mqtttest.Require(c.t, tok)
 }
 
 // send publishes a command body to a base, QoS 1, not retained.

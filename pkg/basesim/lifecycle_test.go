@@ -2,7 +2,6 @@ package basesim
 
 import (
 	"crypto/tls"
-	"errors"
 	"net"
 	"net/netip"
 	"runtime"
@@ -13,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/moduleops/module-controller/pkg/broker"
+	"github.com/moduleops/module-controller/pkg/broker/brokertest"
 	"github.com/moduleops/module-controller/pkg/certtest"
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
@@ -118,49 +118,13 @@ func TestRestartLosesBizsAndQueriesBaselineAgain(t *testing.T) {
 	require.Equal(t, 2, ctrl.count(id, protocol.SuffixQueryBaseline))
 }
 
-// restartableBroker is a broker that can be stopped and started again on the same address.
-type restartableBroker struct {
-	t    *testing.T
-	addr string
-	b    *broker.Broker
-	done chan error
-}
-
-func newRestartableBroker(t *testing.T) *restartableBroker {
-	rb := &restartableBroker{t: t, addr: "127.0.0.1:0"}
-	rb.start()
-	t.Cleanup(rb.stop)
-	return rb
-}
-
-func (rb *restartableBroker) start() {
-	b, err := broker.New(broker.Config{Address: rb.addr})
-	require.NoError(rb.t, err)
-	rb.addr, rb.b, rb.done = b.Addr(), b, make(chan error, 1)
-	go func() { rb.done <- b.Run(rb.t.Context()) }()
-}
-
-func (rb *restartableBroker) stop() {
-	if rb.b == nil {
-		return
-	}
-	rb.b.Close()
-	// Run returns ErrClosed, or nil if the test's context ended first.
-	if err := <-rb.done; err != nil && !errors.Is(err, broker.ErrClosed) {
-		rb.t.Errorf("broker: %v", err)
-	}
-	rb.b = nil
-}
-
-func (rb *restartableBroker) url() string { return "tcp://" + rb.addr }
-
 func TestBrokerRestart(t *testing.T) {
 	for _, dies := range []bool{false, true} {
 		t.Run(map[bool]string{false: "heartbeats resume", true: "heartbeat task dies"}[dies], func(t *testing.T) {
-			rb := newRestartableBroker(t)
+			rb := brokertest.Start(t, broker.Config{})
 			const interval = 20 * time.Millisecond
 			b := startBase(t, Config{
-				Broker: rb.url(), HeartbeatInterval: interval, HeartbeatStopsOnError: dies,
+				Broker: rb.URL(), HeartbeatInterval: interval, HeartbeatStopsOnError: dies,
 				MaxReconnectInterval: 100 * time.Millisecond,
 				// A reconnect attempt racing the broker's shutdown can be accepted and never
 				// answered; do not wait long for its CONNACK.
@@ -168,13 +132,13 @@ func TestBrokerRestart(t *testing.T) {
 			})
 			require.Eventually(t, func() bool { return b.PublishedCount(protocol.SuffixHeartbeat) >= 2 }, waitFor, tick)
 
-			rb.stop()
+			rb.Stop()
 			require.Eventually(t, func() bool { return !b.Connected() }, waitFor, tick)
 			// Let at least one heartbeat fail while the broker is away.
 			before := b.PublishedCount(protocol.SuffixHeartbeat)
 			require.Never(t, func() bool { return b.PublishedCount(protocol.SuffixHeartbeat) > before }, 3*interval, interval/2)
-			rb.start()
-			ctrl := newController(t, rb.url(), protocol.DefaultEnv)
+			rb.StartAgain()
+			ctrl := newController(t, rb.URL(), protocol.DefaultEnv)
 			require.Eventually(t, b.Connected, waitFor, tick)
 
 			// Subscriptions are renewed on reconnect: commands are answered again.

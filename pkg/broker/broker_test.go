@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/moduleops/module-controller/pkg/broker/mqtttest"
 	"github.com/moduleops/module-controller/pkg/certtest"
 )
 
@@ -38,27 +38,12 @@ func start(t *testing.T, cfg Config) *Broker {
 
 func wait(t *testing.T, tok paho.Token) error {
 	t.Helper()
-	select {
-	case <-tok.Done():
-		return tok.Error()
-	case <-t.Context().Done():
-		return t.Context().Err()
-	case <-time.After(10 * time.Second):
-		return errors.New("mqtt operation timed out")
-	}
+	return mqtttest.Wait(t, tok)
 }
 
 func connect(t *testing.T, url string, user, pass string, tlsCfg *tls.Config) (paho.Client, error) {
 	t.Helper()
-	opts := paho.NewClientOptions().AddBroker(url).SetClientID(t.Name() + rand.Text()[:8]).
-		SetUsername(user).SetPassword(pass).SetTLSConfig(tlsCfg).
-		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
-	c := paho.NewClient(opts)
-	if err := wait(t, c.Connect()); err != nil {
-		return nil, err
-	}
-	t.Cleanup(func() { c.Disconnect(100) })
-	return c, nil
+	return mqtttest.Connect(t, mqtttest.Options(url, "broker-test-").SetUsername(user).SetPassword(pass).SetTLSConfig(tlsCfg))
 }
 
 // roundTrip subscribes and publishes one QoS 1 message on a random topic.

@@ -21,6 +21,7 @@ import (
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/provider"
 	"github.com/moduleops/module-controller/tunnel"
+	"github.com/moduleops/module-controller/tunnel/tunneltest"
 )
 
 // fault fails calls of one verb on one resource with an internal error
@@ -328,8 +329,9 @@ func TestBaselineOfAnUnservedBaseIsEmptyAndListsNothing(t *testing.T) {
 	require.True(t, f.ctrl.pods.waitForSync(t.Context()))
 	f.client.ClearActions()
 	f.tunnel.Inject(tunnel.BaselineQuery{Header: tunnel.Header{BaseID: "new-base", PublishedAt: f.clock.Now()}})
-	require.Eventually(t, func() bool { return len(f.tunnel.CommandsFor("new-base", protocol.CommandBatchInstallBiz)) == 1 }, waitFor, 10*time.Millisecond)
-	require.Empty(t, f.tunnel.CommandsFor("new-base", protocol.CommandBatchInstallBiz)[0].Baseline)
+	baselines := f.tunnel.WaitForCommands(t, waitFor, 1, tunneltest.Named("new-base", protocol.CommandBatchInstallBiz))
+	require.Len(t, baselines, 1)
+	require.Empty(t, baselines[0].Baseline)
 	for _, a := range f.client.Actions() {
 		if a.GetVerb() == "watch" {
 			continue

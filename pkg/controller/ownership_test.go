@@ -91,7 +91,7 @@ func TestHandoverKeepsNodeAndReadoptsFromIt(t *testing.T) {
 
 	own.set("base-1", true)
 	require.Eventually(t, func() bool { return testutil.ToFloat64(f.ctrl.metrics.bases) == 1 }, waitFor, 10*time.Millisecond)
-	require.Eventually(t, func() bool { return len(f.tunnel.CommandsFor("base-1", protocol.CommandQueryAllBiz)) >= 2 }, waitFor, 10*time.Millisecond)
+	f.tunnel.WaitForCommands(t, waitFor, 2, tunneltest.Named("base-1", protocol.CommandQueryAllBiz))
 	require.Empty(t, f.tunnel.CommandsFor("base-1", protocol.CommandInstallBiz))
 	require.Empty(t, f.tunnel.CommandsFor("base-1", protocol.CommandUninstallBiz))
 }

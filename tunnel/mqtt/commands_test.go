@@ -8,11 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/moduleops/module-controller/pkg/broker/brokertest"
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
 func TestCommandsArriveAtQoS1NotRetained(t *testing.T) {
-	b, _ := startBroker(t, brokerConfig())
+	b := brokertest.Start(t, brokerConfig())
 	tun := startTunnel(t, testConfig(b.Addr()))
 	url := "tcp://" + b.Addr()
 	base := connectBase(t, url, tun.Env(), testBaseID, nil)
@@ -79,7 +80,7 @@ func TestCommandErrors(t *testing.T) {
 }
 
 func TestCommandWithDoneContextIsNotSent(t *testing.T) {
-	b, _ := startBroker(t, brokerConfig())
+	b := brokertest.Start(t, brokerConfig())
 	tun := startTunnel(t, testConfig(b.Addr()))
 	base := connectBase(t, "tcp://"+b.Addr(), tun.Env(), testBaseID, nil)
 	base.subscribeCommands()

@@ -16,12 +16,13 @@ import (
 	"github.com/stretchr/testify/require"
 	logruslogger "github.com/virtual-kubelet/virtual-kubelet/log/logrus"
 
+	"github.com/moduleops/module-controller/pkg/broker/brokertest"
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/tunnel"
 )
 
 func TestHeartbeatBecomesEvent(t *testing.T) {
-	b, _ := startBroker(t, brokerConfig())
+	b := brokertest.Start(t, brokerConfig())
 	tun := startTunnel(t, testConfig(b.Addr()))
 	base := connectBase(t, "tcp://"+b.Addr(), tun.Env(), testBaseID, nil)
 
@@ -47,7 +48,7 @@ func TestHeartbeatBecomesEvent(t *testing.T) {
 }
 
 func TestEachTopicBecomesItsEvent(t *testing.T) {
-	b, _ := startBroker(t, brokerConfig())
+	b := brokertest.Start(t, brokerConfig())
 	tun := startTunnel(t, testConfig(b.Addr()))
 	base := connectBase(t, "tcp://"+b.Addr(), tun.Env(), testBaseID, nil)
 
@@ -101,7 +102,7 @@ func TestEachTopicBecomesItsEvent(t *testing.T) {
 // order and paho delivers in order, so when the heartbeat's event arrives the bad message
 // has been handled: it must have produced no event and exactly one drop.
 func TestBadMessagesAreDropped(t *testing.T) {
-	b, _ := startBroker(t, brokerConfig())
+	b := brokertest.Start(t, brokerConfig())
 	tun := startTunnel(t, testConfig(b.Addr()))
 	base := connectBase(t, "tcp://"+b.Addr(), tun.Env(), testBaseID, nil)
 	const markerID = "10.0.0.1"

@@ -5,12 +5,10 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
-	"github.com/moduleops/module-controller/pkg/broker"
+	"github.com/moduleops/module-controller/pkg/broker/mqtttest"
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/tunnel"
 )
@@ -36,29 +34,6 @@ var testNow = time.Date(2025, 1, 15, 10, 10, 30, 0, time.UTC)
 // randomName returns a fresh lower-case name, usable as env or base ID part.
 func randomName(prefix string) string {
 	return prefix + strings.ToLower(rand.Text()[:10])
-}
-
-// startBroker runs an in-process broker on addr ("127.0.0.1:0" for a free port) until the
-// returned stop function is called or the test ends.
-func startBroker(t *testing.T, cfg broker.Config) (b *broker.Broker, stop func()) {
-	t.Helper()
-	if cfg.Address == "" {
-		cfg.Address = "127.0.0.1:0"
-	}
-	b, err := broker.New(cfg)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			require.NoError(t, <-done)
-		})
-	}
-	t.Cleanup(stop)
-	return b, stop
 }
 
 // testConfig returns a tunnel config for a broker address, with a random env, the fixed
@@ -126,12 +101,7 @@ func nextEvent(t *testing.T, tun *Tunnel) tunnel.Event {
 // wait waits for a paho token.
 func wait(t *testing.T, tok paho.Token) error {
 	t.Helper()
-	select {
-	case <-tok.Done():
-		return tok.Error()
-	case <-time.After(waitTimeout):
-		return errors.New("mqtt operation timed out")
-	}
+	return mqtttest.Wait(t, tok)
 }
 
 // fakeBase is a paho client playing a Java base: it publishes envelopes on its base topics
@@ -147,13 +117,8 @@ type fakeBase struct {
 // connectBase connects a fake base to brokerURL.
 func connectBase(t *testing.T, brokerURL, env, id string, tlsCfg *tls.Config) *fakeBase {
 	t.Helper()
-	opts := paho.NewClientOptions().AddBroker(brokerURL).
-		SetClientID("koupleless@@@" + id + "-" + randomName("")).
-		SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).
-		SetTLSConfig(tlsCfg)
-	c := paho.NewClient(opts)
-	require.NoError(t, wait(t, c.Connect()))
-	t.Cleanup(func() { c.Disconnect(50) })
+	c, err := mqtttest.Connect(t, mqtttest.Options(brokerURL, "koupleless@@@"+id+"-").SetTLSConfig(tlsCfg))
+	require.NoError(t, err)
 	return &fakeBase{t: t, client: c, env: env, id: id, got: make(chan paho.Message, 64)}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/moduleops/module-controller/pkg/broker"
+	"github.com/moduleops/module-controller/pkg/broker/brokertest"
 	"github.com/moduleops/module-controller/pkg/certtest"
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/tunnel"
@@ -18,7 +19,7 @@ import (
 func brokerConfig() broker.Config { return broker.Config{} }
 
 func TestRunLifecycle(t *testing.T) {
-	b, _ := startBroker(t, brokerConfig())
+	b := brokertest.Start(t, brokerConfig())
 	tun, err := New(testConfig(b.Addr()))
 	require.NoError(t, err)
 	require.False(t, tun.Connected())
@@ -46,7 +47,7 @@ func TestRunLifecycle(t *testing.T) {
 // TestStopUnblocksFullEvents fills Events without a consumer and checks that stopping
 // drops the waiting message instead of hanging.
 func TestStopUnblocksFullEvents(t *testing.T) {
-	b, _ := startBroker(t, brokerConfig())
+	b := brokertest.Start(t, brokerConfig())
 	cfg := testConfig(b.Addr())
 	cfg.EventBuffer = 1
 	tun, err := New(cfg)
@@ -78,7 +79,7 @@ func TestStopUnblocksFullEvents(t *testing.T) {
 // knows no subscriptions, so events can only flow again if the tunnel re-subscribed on its
 // own when it reconnected.
 func TestReconnectRestoresSubscriptions(t *testing.T) {
-	b, stop := startBroker(t, brokerConfig())
+	b := brokertest.Start(t, brokerConfig())
 	addr := b.Addr()
 	tun := startTunnel(t, testConfig(addr))
 
@@ -86,12 +87,12 @@ func TestReconnectRestoresSubscriptions(t *testing.T) {
 	base.publish(protocol.SuffixHeartbeat, heartbeat(t, testBaseID, testNow))
 	require.Equal(t, testBaseID, nextEvent(t, tun).Base())
 
-	stop()
+	b.Stop()
 	require.Eventually(t, func() bool { return !tun.Connected() }, waitTimeout, 10*time.Millisecond)
 	require.Equal(t, 0.0, testutil.ToFloat64(tun.metrics.connected))
 	require.ErrorIs(t, tun.QueryHealth(t.Context(), testBaseID), ErrNotConnected)
 
-	startBroker(t, broker.Config{Address: addr})
+	b.StartAgain()
 	require.Eventually(t, tun.Connected, waitTimeout, 10*time.Millisecond)
 
 	base = connectBase(t, "tcp://"+addr, tun.Env(), testBaseID, nil)
@@ -106,7 +107,7 @@ func TestReconnectRestoresSubscriptions(t *testing.T) {
 }
 
 func TestCredentials(t *testing.T) {
-	b, _ := startBroker(t, broker.Config{Username: "controller", Password: "s3cret"})
+	b := brokertest.Start(t, broker.Config{Username: "controller", Password: "s3cret"})
 
 	cfg := testConfig(b.Addr())
 	cfg.Username, cfg.Password = "controller", "wrong"
@@ -128,7 +129,7 @@ func TestTLS(t *testing.T) {
 	other := certtest.NewCA(t, "other-ca")
 
 	// The broker requires a client certificate signed by its CA.
-	b, _ := startBroker(t, broker.Config{TLS: &tls.Config{
+	b := brokertest.Start(t, broker.Config{TLS: &tls.Config{
 		Certificates: []tls.Certificate{serverPair},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    ca.Pool(),

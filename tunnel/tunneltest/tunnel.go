@@ -2,8 +2,11 @@ package tunneltest
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
+	"testing"
+	"time"
 
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/tunnel"
@@ -22,7 +25,9 @@ type Command struct {
 }
 
 // Tunnel is an in-memory tunnel.Tunnel: Inject delivers events, Commands
-// returns what was sent. SendErr, when set, fails every command.
+// returns what was sent, and WaitFor, WaitForCommands and Sent let a test
+// wait for a command instead of polling for it. SetSendError, when set,
+// fails every command (nothing is recorded then).
 type Tunnel struct {
 	events       chan tunnel.Event
 	ready        chan struct{}
@@ -31,13 +36,14 @@ type Tunnel struct {
 	mu       sync.Mutex
 	commands []Command
 	sendErr  error
+	sent     chan struct{} // closed, and replaced, when a command is recorded
 }
 
 var _ tunnel.Tunnel = (*Tunnel)(nil)
 
 // New returns a fake tunnel that is already connected.
 func New() *Tunnel {
-	t := &Tunnel{events: make(chan tunnel.Event, 1024), ready: make(chan struct{})}
+	t := &Tunnel{events: make(chan tunnel.Event, 1024), ready: make(chan struct{}), sent: make(chan struct{})}
 	close(t.ready)
 	return t
 }
@@ -80,9 +86,59 @@ func (t *Tunnel) Commands() []Command {
 
 // CommandsFor returns the commands of one name sent to one base.
 func (t *Tunnel) CommandsFor(baseID, name string) []Command {
+	return filter(t.Commands(), Named(baseID, name))
+}
+
+// Named matches the commands of one name sent to one base.
+func Named(baseID, name string) func(Command) bool {
+	return func(c Command) bool { return c.BaseID == baseID && c.Name == name }
+}
+
+// Sent returns a channel that is closed once the next command is recorded
+// (a command that SetSendError fails is not). Take it before the action
+// that sends, then wait on it.
+func (t *Tunnel) Sent() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.sent
+}
+
+// WaitFor waits until at least n of the commands sent so far match, and
+// returns every matching command. It returns ctx's error, with what matched
+// so far, if ctx ends first.
+func (t *Tunnel) WaitFor(ctx context.Context, n int, match func(Command) bool) ([]Command, error) {
+	for {
+		t.mu.Lock()
+		got, sent := filter(t.commands, match), t.sent
+		t.mu.Unlock()
+		if len(got) >= n {
+			return got, nil
+		}
+		select {
+		case <-sent:
+		case <-ctx.Done():
+			return got, fmt.Errorf("%d of %d commands sent: %w", len(got), n, ctx.Err())
+		}
+	}
+}
+
+// WaitForCommands is WaitFor for a test: it fails t if n matching commands
+// were not sent within timeout.
+func (t *Tunnel) WaitForCommands(tb testing.TB, timeout time.Duration, n int, match func(Command) bool) []Command {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(tb.Context(), timeout)
+	defer cancel()
+	got, err := t.WaitFor(ctx, n, match)
+	if err != nil {
+		tb.Fatalf("waiting for commands: %v (sent: %+v)", err, t.Commands())
+	}
+	return got
+}
+
+func filter(cmds []Command, match func(Command) bool) []Command {
 	var out []Command
-	for _, c := range t.Commands() {
-		if c.BaseID == baseID && c.Name == name {
+	for _, c := range cmds {
+		if match(c) {
 			out = append(out, c)
 		}
 	}
@@ -96,6 +152,8 @@ func (t *Tunnel) record(c Command) error {
 		return t.sendErr
 	}
 	t.commands = append(t.commands, c)
+	close(t.sent)
+	t.sent = make(chan struct{})
 	return nil
 }
 
