@@ -31,7 +31,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
@@ -297,41 +296,37 @@ type podTimes struct {
 
 func watchPods(ctx context.Context, c kubernetes.Interface, ns string) (*podTimes, error) {
 	pt := &podTimes{bound: map[string]time.Time{}, running: map[string]time.Time{}, node: map[string]string{}, version: map[string]string{}}
-	w, err := c.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	pt.stop = w.Stop
-	go func() {
-		for ev := range w.ResultChan() {
-			p, ok := ev.Object.(*corev1.Pod)
-			if !ok || ev.Type == watch.Deleted {
-				if ok {
-					pt.mu.Lock()
-					delete(pt.running, p.Name)
-					pt.mu.Unlock()
-				}
-				continue
-			}
-			now := time.Now()
-			pt.mu.Lock()
-			if p.Spec.NodeName != "" {
-				if _, ok := pt.bound[p.Name]; !ok {
-					pt.bound[p.Name] = now
-				}
-				pt.node[p.Name] = p.Spec.NodeName
-			}
-			pt.version[p.Name] = p.Labels["module.koupleless.io/version"]
-			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
-				if _, ok := pt.running[p.Name]; !ok {
-					pt.running[p.Name] = now
-				}
-			} else {
-				delete(pt.running, p.Name)
-			}
-			pt.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	pt.stop = cancel
+	watchObjects(ctx, c.CoreV1().RESTClient(), "pods", ns, "", &corev1.Pod{}, func(obj any, deleted bool) {
+		p, ok := obj.(*corev1.Pod)
+		if !ok {
+			return
 		}
-	}()
+		if deleted {
+			pt.mu.Lock()
+			delete(pt.running, p.Name)
+			pt.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		pt.mu.Lock()
+		if p.Spec.NodeName != "" {
+			if _, ok := pt.bound[p.Name]; !ok {
+				pt.bound[p.Name] = now
+			}
+			pt.node[p.Name] = p.Spec.NodeName
+		}
+		pt.version[p.Name] = p.Labels["module.koupleless.io/version"]
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			if _, ok := pt.running[p.Name]; !ok {
+				pt.running[p.Name] = now
+			}
+		} else {
+			delete(pt.running, p.Name)
+		}
+		pt.mu.Unlock()
+	})
 	return pt, nil
 }
 
@@ -503,11 +498,6 @@ func (b *bench) renewLeases(ctx context.Context, names []string) {
 // instantProvider marks every bound, not yet Running pod in ns Running and
 // Ready, straight through the API, with a small worker pool.
 func (b *bench) instantProvider(ctx context.Context, ns string) {
-	w, err := b.client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		return
-	}
-	defer w.Stop()
 	queue := make(chan *corev1.Pod, 4*b.opts.n)
 	var wg sync.WaitGroup
 	for range 8 {
@@ -531,21 +521,24 @@ func (b *bench) instantProvider(ctx context.Context, ns string) {
 		})
 	}
 	defer func() { close(queue); wg.Wait() }()
-	for {
-		select {
-		case <-ctx.Done():
+	var mu sync.Mutex // the informer's handler runs on one goroutine; mu guards against sends after ctx
+	watchObjects(ctx, b.client.CoreV1().RESTClient(), "pods", ns, "", &corev1.Pod{}, func(obj any, deleted bool) {
+		p, isPod := obj.(*corev1.Pod)
+		if !isPod || deleted || p.Spec.NodeName == "" || p.Status.Phase == corev1.PodRunning || p.DeletionTimestamp != nil {
 			return
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return
-			}
-			p, isPod := ev.Object.(*corev1.Pod)
-			if !isPod || ev.Type == watch.Deleted || p.Spec.NodeName == "" || p.Status.Phase == corev1.PodRunning || p.DeletionTimestamp != nil {
-				continue
-			}
-			queue <- p.DeepCopy()
 		}
-	}
+		mu.Lock()
+		defer mu.Unlock()
+		if ctx.Err() == nil {
+			select {
+			case queue <- p.DeepCopy():
+			case <-ctx.Done():
+			}
+		}
+	})
+	<-ctx.Done()
+	mu.Lock()
+	defer mu.Unlock()
 }
 
 // --- the controller ---
@@ -603,22 +596,17 @@ func (b *bench) real(ctx context.Context) error {
 	// 1. Registration.
 	nodeReady := map[string]time.Time{}
 	var nmu sync.Mutex
-	nw, err := b.client.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{LabelSelector: labelEnv + "=" + env})
-	if err != nil {
-		return err
-	}
-	defer nw.Stop()
-	go func() {
-		for ev := range nw.ResultChan() {
-			if nd, ok := ev.Object.(*corev1.Node); ok && ready(nd) {
-				nmu.Lock()
-				if _, seen := nodeReady[nd.Name]; !seen {
-					nodeReady[nd.Name] = time.Now()
-				}
-				nmu.Unlock()
+	nctx, stopNodes := context.WithCancel(ctx)
+	defer stopNodes()
+	watchObjects(nctx, b.client.CoreV1().RESTClient(), "nodes", "", labelEnv+"="+env, &corev1.Node{}, func(obj any, deleted bool) {
+		if nd, ok := obj.(*corev1.Node); ok && !deleted && ready(nd) {
+			nmu.Lock()
+			if _, seen := nodeReady[nd.Name]; !seen {
+				nodeReady[nd.Name] = time.Now()
 			}
+			nmu.Unlock()
 		}
-	}()
+	})
 	prof := b.startProfile(pprofAddr, "registration", 8)
 	phasesStart, err := b.apiRequests(ctx)
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -10,7 +11,10 @@ import (
 	"sync"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/tools/cache"
 )
 
 // parallel runs f(0..n-1) with at most width at once and returns the first error.
@@ -86,4 +90,27 @@ func fetch(b *bench, url, path string) {
 		return
 	}
 	b.step("profile saved: %s", path)
+}
+
+// watchObjects calls fn with every object of resource (in namespace, with
+// labelSelector) as it is added or changed, and with deleted true as it goes,
+// until ctx is done. An informer does the watching: it lists and watches
+// again whenever the API server ends a watch, which a bare Watch would leave
+// silent for the rest of the run. fn runs on one goroutine.
+func watchObjects(ctx context.Context, client cache.Getter, resource, namespace, labelSelector string, obj runtime.Object, fn func(obj any, deleted bool)) {
+	lw := cache.NewFilteredListWatchFromClient(client, resource, namespace, func(o *metav1.ListOptions) {
+		o.LabelSelector = labelSelector
+	})
+	inf := cache.NewSharedInformer(lw, obj, 0)
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { fn(o, false) },
+		UpdateFunc: func(_, o any) { fn(o, false) },
+		DeleteFunc: func(o any) {
+			if tomb, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = tomb.Obj
+			}
+			fn(o, true)
+		},
+	})
+	go inf.RunWithContext(ctx)
 }
