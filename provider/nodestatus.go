@@ -6,6 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
+
+	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
 // nodeStatus plays the node.NodeProvider role of a Provider: it owns what is
@@ -119,7 +121,14 @@ func (n *nodeStatus) podBase() podBase {
 // changed.
 func (n *nodeStatus) update(change func(*BaseInfo, *Readiness)) bool {
 	n.mu.Lock()
+	before := inputsOf(n.info, n.readiness)
 	change(&n.info, &n.readiness)
+	if inputsOf(n.info, n.readiness) == before {
+		// Most heartbeats and health replies repeat what the node shows:
+		// the same inputs build the same node, but for heartbeat times.
+		n.mu.Unlock()
+		return false
+	}
 	next := buildNode(n.cfg, n.info, n.readiness, n.node, n.clock.Now())
 	changed := nodeChanged(n.node, next)
 	if changed {
@@ -130,4 +139,27 @@ func (n *nodeStatus) update(change func(*BaseInfo, *Readiness)) bool {
 		n.PushNodeStatus()
 	}
 	return changed
+}
+
+// nodeInputs is what buildNode reads of the base and the judgement; equal
+// inputs build nodes that differ only in condition heartbeat times, which
+// nodeChanged ignores.
+type nodeInputs struct {
+	status                protocol.BaseStatus
+	cpuCount              int
+	zone, region          string
+	capacity, allocatable int64
+	capacityOK, allocOK   bool
+	pressure              bool
+	readiness             Readiness
+}
+
+func inputsOf(info BaseInfo, r Readiness) nodeInputs {
+	in := nodeInputs{status: info.Status, cpuCount: info.CPUCount, zone: info.Zone, region: info.Region, readiness: r}
+	if jvm := info.JVM; jvm != nil {
+		in.capacity, in.capacityOK = jvm.MetaspaceCapacity()
+		in.allocatable, in.allocOK = jvm.MetaspaceAllocatable()
+		in.pressure = metaspacePressure(jvm)
+	}
+	return in
 }

@@ -141,11 +141,15 @@ func (p *Provider) changedPods() []*corev1.Pod {
 		if e.released || p.keepsReportedStatus(e) {
 			continue
 		}
-		pod := p.podWithStatus(e)
-		if e.notified != nil && equality.Semantic.DeepEqual(*e.notified, pod.Status) {
+		// Most wake-ups change nothing (a biz list that says what the last
+		// one said): compare the status before copying the pod.
+		st := p.statusOf(e)
+		if e.notified != nil && equality.Semantic.DeepEqual(*e.notified, st) {
 			continue
 		}
-		e.notified = pod.Status.DeepCopy()
+		pod := e.pod.DeepCopy()
+		pod.Status = st
+		e.notified = st.DeepCopy()
 		p.recordTransitions(e, pod)
 		out = append(out, pod)
 	}
@@ -168,16 +172,23 @@ func (p *Provider) podWithStatus(e *podEntry) *corev1.Pod {
 	if p.keepsReportedStatus(e) {
 		return pod
 	}
+	pod.Status = p.statusOf(e)
+	return pod
+}
+
+// statusOf returns the pod's current status. podStatus only reads the pod it
+// is given, so a shallow copy of the pod carries the previous status.
+func (p *Provider) statusOf(e *podEntry) corev1.PodStatus {
+	shallow := *e.pod
 	if e.notified != nil {
 		prev := e.notified.DeepCopy()
 		// Keep the scheduler's condition from the API server's copy.
 		if sched := findCondition(e.pod.Status.Conditions, corev1.PodScheduled); sched != nil && findCondition(prev.Conditions, corev1.PodScheduled) == nil {
 			prev.Conditions = append(prev.Conditions, *sched)
 		}
-		pod.Status = *prev
+		shallow.Status = *prev
 	}
-	pod.Status = podStatus(pod, p.views(e), p.podBase(), e.start, p.clock.Now())
-	return pod
+	return podStatus(&shallow, p.views(e), p.podBase(), e.start, p.clock.Now())
 }
 
 // views returns what each container's status depends on.
