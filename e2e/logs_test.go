@@ -43,7 +43,16 @@ func TestKubectlLogsOnModulePod(t *testing.T) {
 			Containers: []corev1.Container{{Name: "base", Image: "base:1"}, {Name: "sidecar", Image: "sidecar:1"}},
 		},
 	}
-	basePod, err := c.Client.CoreV1().Pods(e.namespace).Create(ctx, basePod, metav1.CreateOptions{})
+	// Pods are admitted once the namespace's default ServiceAccount exists.
+	var err error
+	require.Eventually(t, func() bool {
+		var created *corev1.Pod
+		created, err = c.Client.CoreV1().Pods(e.namespace).Create(ctx, basePod, metav1.CreateOptions{})
+		if err == nil {
+			basePod = created
+		}
+		return err == nil
+	}, waitLong, poll, "create the base pod")
 	require.NoError(t, err)
 	basePod.Status.Phase = corev1.PodRunning
 	basePod.Status.PodIP = id
