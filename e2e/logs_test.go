@@ -105,6 +105,7 @@ func TestKubectlLogsOnModulePod(t *testing.T) {
 	began := time.Now()
 	xout, err := kubectlCtx(xctx, t, c.Kubeconfig, "-n", e.namespace, "exec", "mod", "--", "sh")
 	require.Error(t, err)
+	t.Logf("kubectl exec on a module pod (%s): %s", time.Since(began).Round(time.Millisecond), xout)
 	require.Contains(t, xout, "not supported for module pods")
 	require.Less(t, time.Since(began), 20*time.Second, "exec does not hang")
 
