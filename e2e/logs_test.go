@@ -99,6 +99,19 @@ func TestKubectlLogsOnModulePod(t *testing.T) {
 	require.Equal(t, "biz2 installed", lines.Text())
 	_ = stream.Close()
 
+	// A base that is not a pod of this cluster: a clear answer.
+	const outside = "10.9.3.2"
+	e.startBase(outside, nil)
+	e.waitNode(outside, "Ready", isReady)
+	e.createPod(e.modulePod("mod-outside", outside, "biz1:0.0.1"))
+	e.waitPod("mod-outside", "Running and Ready", running)
+	_, err = pods.GetLogs("mod-outside", &corev1.PodLogOptions{Container: "biz1"}).DoRaw(ctx)
+	// The API server hands on the 500 but not its text, which the unit
+	// tests and the controller's log show.
+	require.Error(t, err)
+	t.Logf("logs of a module pod whose base is no pod: %v", err)
+	require.Contains(t, e.controller.LogTail(200), "is not a pod in this cluster")
+
 	// exec answers at once that module pods have none.
 	xctx, xcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer xcancel()

@@ -61,7 +61,11 @@ func podLogOptions(container string, o api.ContainerLogOpts) *corev1.PodLogOptio
 }
 
 // basePod finds the Pod of the base that runs module pod namespace/name and
-// the container of it whose logs to stream.
+// the container of it whose logs to stream. What is wrong with the module
+// pod itself is a 404; what is wrong with its base an unclassified error
+// (500), logged here with its text: a 404 would read as "no such pod"
+// through the API server, which hands on the status of a kubelet's error
+// answer but not (as of 1.37) its text.
 func (s *Server) basePod(ctx context.Context, namespace, name, container string) (*corev1.Pod, string, error) {
 	pods := s.cfg.Client.CoreV1()
 	pod, err := pods.Pods(namespace).Get(ctx, name, metav1.GetOptions{})
@@ -81,7 +85,7 @@ func (s *Server) basePod(ctx context.Context, namespace, name, container string)
 	}
 	ip := nodeInternalIP(node)
 	if ip == "" {
-		return nil, "", errdefs.NotFoundf("virtual node %s shows no base IP yet: its base has not sent a heartbeat", node.Name)
+		return nil, "", fmt.Errorf("virtual node %s shows no base IP yet: its base has not sent a heartbeat", node.Name)
 	}
 	candidates, err := s.podsWithIP(ctx, ip)
 	if err != nil {
@@ -89,7 +93,7 @@ func (s *Server) basePod(ctx context.Context, namespace, name, container string)
 	}
 	ref := pickBasePod(candidates, node.Labels[provider.LabelBaseHostName])
 	if ref == nil {
-		return nil, "", errdefs.NotFoundf("the base of virtual node %s (IP %s) is not a pod in this cluster: no running pod outside the virtual nodes has that IP; "+
+		return nil, "", fmt.Errorf("the base of virtual node %s (IP %s) is not a pod in this cluster: no running pod outside the virtual nodes has that IP; "+
 			"a module's logs are in its base's own output, read them where the base runs", node.Name, ip)
 	}
 	// The cache keeps only the identity of pods on real nodes: read the
@@ -99,7 +103,7 @@ func (s *Server) basePod(ctx context.Context, namespace, name, container string)
 		return nil, "", apiError(fmt.Errorf("reading base pod %s/%s: %w", ref.Namespace, ref.Name, err), err)
 	}
 	if base.UID != ref.UID || base.Status.PodIP != ip {
-		return nil, "", errdefs.NotFoundf("base pod %s/%s of virtual node %s changed while being looked up; try again", ref.Namespace, ref.Name, node.Name)
+		return nil, "", fmt.Errorf("base pod %s/%s of virtual node %s changed while being looked up; try again", ref.Namespace, ref.Name, node.Name)
 	}
 	name, err = s.baseContainer(base)
 	return base, name, err
@@ -154,7 +158,7 @@ func pickBasePod(pods []*corev1.Pod, hostName string) *corev1.Pod {
 // one, else the first.
 func (s *Server) baseContainer(base *corev1.Pod) (string, error) {
 	if len(base.Spec.Containers) == 0 {
-		return "", errdefs.NotFoundf("base pod %s/%s has no container", base.Namespace, base.Name)
+		return "", fmt.Errorf("base pod %s/%s has no container", base.Namespace, base.Name)
 	}
 	want := s.cfg.BaseContainer
 	if want == "" {
@@ -165,7 +169,7 @@ func (s *Server) baseContainer(base *corev1.Pod) (string, error) {
 			return want, nil
 		}
 	}
-	return "", errdefs.NotFoundf("base pod %s/%s has no container %q (--base-container)", base.Namespace, base.Name, want)
+	return "", fmt.Errorf("base pod %s/%s has no container %q (--base-container)", base.Namespace, base.Name, want)
 }
 
 // nodeInternalIP returns the node's first InternalIP: the base's IP.

@@ -159,7 +159,7 @@ func TestContainerLogsBaseContainerAndLookup(t *testing.T) {
 
 	s = w.server(t, func(c *Config) { c.BaseContainer = "nope" })
 	rec = get(s.Handler(), "/containerLogs/mods/biz1-abc/biz1", token)
-	require.Equal(t, http.StatusNotFound, rec.Code)
+	require.Equal(t, http.StatusInternalServerError, rec.Code, "a 5xx, whose text the API server shows")
 	require.Contains(t, rec.Body.String(), `has no container "nope"`)
 
 	// A lookup function (the controller's pod cache) replaces the LIST.
@@ -210,7 +210,7 @@ func TestContainerLogsBaseNotInCluster(t *testing.T) {
 	// A module pod with the base's IP on the virtual node is no base pod.
 	s := w.server(t, nil)
 	rec := get(s.Handler(), "/containerLogs/mods/biz1-abc/biz1", token)
-	require.Equal(t, http.StatusNotFound, rec.Code)
+	require.Equal(t, http.StatusInternalServerError, rec.Code, "a 5xx, whose text the API server shows")
 	require.Contains(t, rec.Body.String(), "is not a pod in this cluster")
 	require.Contains(t, rec.Body.String(), baseIP)
 }
