@@ -241,6 +241,17 @@ func TestDeployManifestsRBAC(t *testing.T) {
 		require.Truef(t, allowed(t, sa, ra), "peer replica sync needs to %s", describeAccess(ra))
 	}
 
+	// The kubelet API (kubectl logs on module pods) reads pods and the base
+	// pod's logs and reviews its callers' tokens and access.
+	for _, ra := range []authorizationv1.ResourceAttributes{
+		{Verb: "get", Resource: "pods", Namespace: metav1.NamespaceDefault},
+		{Verb: "get", Resource: "pods", Subresource: "log", Namespace: metav1.NamespaceDefault},
+		{Verb: "create", Group: "authentication.k8s.io", Resource: "tokenreviews"},
+		{Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews"},
+	} {
+		require.Truef(t, allowed(t, sa, ra), "the kubelet API needs to %s", describeAccess(ra))
+	}
+
 	// And for real.
 	_, err = sa.CoreV1().Secrets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 	require.True(t, apierrors.IsForbidden(err), "list secrets cluster-wide: %v", err)

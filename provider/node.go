@@ -47,6 +47,14 @@ type NodeConfig struct {
 	Arch string
 	// EnvTaint adds the reference controller's node-env taint.
 	EnvTaint bool
+	// KubeletAddress and KubeletPort, when both are set, advertise the
+	// controller's kubelet API as the node's: the API server dials the
+	// node's Hostname address (first in its default
+	// --kubelet-preferred-address-types) and status.daemonEndpoints'
+	// kubelet port for `kubectl logs`. The base's own IP stays the node's
+	// InternalIP; its host name moves to the base host-name label only.
+	KubeletAddress string
+	KubeletPort    int32
 }
 
 // NodeName returns the name of the node for c's base.
@@ -209,7 +217,11 @@ func buildNode(cfg NodeConfig, info BaseInfo, r Readiness, prev *corev1.Node, no
 	if ip := info.Status.LocalIP; ip != "" {
 		addresses = append(addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip})
 	}
-	if host := info.Status.LocalHostName; host != "" {
+	var endpoints corev1.NodeDaemonEndpoints
+	if cfg.KubeletAddress != "" && cfg.KubeletPort > 0 {
+		addresses = append(addresses, corev1.NodeAddress{Type: corev1.NodeHostName, Address: cfg.KubeletAddress})
+		endpoints.KubeletEndpoint.Port = cfg.KubeletPort
+	} else if host := info.Status.LocalHostName; host != "" {
 		addresses = append(addresses, corev1.NodeAddress{Type: corev1.NodeHostName, Address: host})
 	}
 	return &corev1.Node{
@@ -219,11 +231,12 @@ func buildNode(cfg NodeConfig, info BaseInfo, r Readiness, prev *corev1.Node, no
 		},
 		Spec: corev1.NodeSpec{Taints: nodeTaints(cfg)},
 		Status: corev1.NodeStatus{
-			Phase:       corev1.NodeRunning,
-			Capacity:    capacity,
-			Allocatable: allocatable,
-			Conditions:  nodeConditions(prevConds, info, r, now),
-			Addresses:   addresses,
+			Phase:           corev1.NodeRunning,
+			Capacity:        capacity,
+			Allocatable:     allocatable,
+			Conditions:      nodeConditions(prevConds, info, r, now),
+			Addresses:       addresses,
+			DaemonEndpoints: endpoints,
 			NodeInfo: corev1.NodeSystemInfo{
 				KubeletVersion:  cfg.ControllerVersion,
 				OperatingSystem: "linux",

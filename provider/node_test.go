@@ -74,6 +74,25 @@ func TestBuildNodeLabelsTaintsAndStatus(t *testing.T) {
 	}
 }
 
+func TestBuildNodeKubeletEndpoint(t *testing.T) {
+	cfg := testNodeConfig("10.244.0.17")
+	cfg.KubeletAddress, cfg.KubeletPort = "10.244.3.9", 10250
+	n := buildNode(cfg, BaseInfo{Status: heartbeat("10.244.0.17")}, Readiness{Reachable: true}, nil, time.Now())
+	// The API server dials Hostname first (its default preference order);
+	// the base keeps its IP as the InternalIP and its host name as a label.
+	require.Equal(t, []corev1.NodeAddress{
+		{Type: corev1.NodeInternalIP, Address: "10.244.0.17"},
+		{Type: corev1.NodeHostName, Address: "10.244.3.9"},
+	}, n.Status.Addresses)
+	require.Equal(t, int32(10250), n.Status.DaemonEndpoints.KubeletEndpoint.Port)
+	require.Equal(t, "base-7c9d8f6b5-x2k4p", n.Labels[LabelBaseHostName])
+
+	cfg.KubeletPort = 0 // kubelet API off: nothing advertised
+	n = buildNode(cfg, BaseInfo{Status: heartbeat("10.244.0.17")}, Readiness{Reachable: true}, nil, time.Now())
+	require.Zero(t, n.Status.DaemonEndpoints.KubeletEndpoint.Port)
+	require.Contains(t, n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeHostName, Address: "base-7c9d8f6b5-x2k4p"})
+}
+
 func TestBuildNodeOptionalParts(t *testing.T) {
 	cfg := testNodeConfig("base-1")
 	cfg.EnvTaint = true

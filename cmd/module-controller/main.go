@@ -6,11 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -32,6 +34,7 @@ import (
 	"github.com/moduleops/module-controller/pkg/config"
 	"github.com/moduleops/module-controller/pkg/controller"
 	"github.com/moduleops/module-controller/pkg/controller/cluster"
+	"github.com/moduleops/module-controller/pkg/controller/kubeletapi"
 	"github.com/moduleops/module-controller/pkg/controller/peersync"
 	"github.com/moduleops/module-controller/pkg/version"
 	"github.com/moduleops/module-controller/tunnel/mqtt"
@@ -215,7 +218,17 @@ func run(ctx context.Context, opts config.Options) error {
 			return fmt.Errorf("creating the Kubernetes client: %w", err)
 		}
 	}
+	// The kubelet API of the virtual nodes: this replica advertises its
+	// own address on the nodes it writes.
+	var kubeletPort int32
+	if opts.KubeletEnabled() {
+		kubeletPort = int32(opts.KubeletPort)
+	} else if opts.KubeletPort > 0 {
+		log.G(ctx).Warn("kubelet API off: no --kubelet-address or $POD_IP for the API server to dial; kubectl logs on module pods will not work")
+	}
 	ctrl, err := controller.New(controller.Config{
+		KubeletAddress:      opts.KubeletAddress,
+		KubeletPort:         kubeletPort,
 		Client:              ctrlClient,
 		Tunnel:              tun,
 		Env:                 opts.Env,
@@ -243,6 +256,25 @@ func run(ctx context.Context, opts config.Options) error {
 	})
 	if err != nil {
 		return err
+	}
+
+	var kubelet *kubeletapi.Server // nil: the kubelet API is off
+	if kubeletPort > 0 {
+		kubelet, err = kubeletapi.New(kubeletapi.Config{
+			Client:        client,
+			Env:           opts.Env,
+			ListenAddress: net.JoinHostPort(opts.KubeletBindAddress, strconv.Itoa(opts.KubeletPort)),
+			CertFile:      opts.KubeletTLSCertPath,
+			KeyFile:       opts.KubeletTLSKeyPath,
+			Hosts:         kubeletHosts(opts.KubeletAddress),
+			ClientCAFile:  opts.KubeletClientCAPath,
+			BaseContainer: opts.BaseContainer,
+			BasePods:      ctrl.PodsWithIP,
+			Registerer:    registry,
+		})
+		if err != nil {
+			return err
+		}
 	}
 
 	var ps *peersync.Controller // nil: the peer replica sync is off
@@ -303,6 +335,9 @@ func run(ctx context.Context, opts config.Options) error {
 		log.G(ctx).Info("controller stopped; disconnecting from the broker")
 		return err
 	})
+	if kubelet != nil {
+		g.Go(func() error { return kubelet.Run(ctx) })
+	}
 	switch {
 	case leader != nil:
 		g.Go(func() error { return leader.Run(ctx, ps.Run) })
@@ -335,6 +370,16 @@ func run(ctx context.Context, opts config.Options) error {
 	log.G(ctx).WithField("env", opts.Env).WithField("broker", brokerURL).WithField("version", version.Version).
 		WithField("clusterMode", opts.ClusterMode).WithField("replica", opts.ClientID).Info("module-controller starting")
 	return g.Wait()
+}
+
+// kubeletHosts are the names of the self-signed kubelet API certificate:
+// the advertised address and the machine's host name (the pod name).
+func kubeletHosts(address string) []string {
+	hosts := []string{address}
+	if h, err := os.Hostname(); err == nil && h != address {
+		hosts = append(hosts, h)
+	}
+	return hosts
 }
 
 // readiness returns why the process is not ready, or "" when it is.

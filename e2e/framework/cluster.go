@@ -62,6 +62,11 @@ type Cluster struct {
 	// CAFile is the PEM CA that signed the apiserver's serving certificate
 	// and every client certificate.
 	CAFile string
+	// KubeletClientCAFile is the PEM CA of the apiserver's kubelet client
+	// certificate (--kubelet-client-certificate: user KubeletClientUser in
+	// group system:masters, as kubeadm issues it), the --kubelet-client-ca
+	// of a controller; fake kubelets verify it too.
+	KubeletClientCAFile string
 	// Config and Client talk to the apiserver as admin.
 	Config *rest.Config
 	Client kubernetes.Interface
@@ -80,8 +85,12 @@ type pki struct {
 	caFile, caKeyFile    string
 	frontProxyCA         *certAuthority
 	frontProxyCAFile     string
+	kubeletClientCA      *certAuthority
 	saKeyFile, saPubFile string
 }
+
+// KubeletClientUser is the user of the apiserver's kubelet client certificate.
+const KubeletClientUser = "kube-apiserver-kubelet-client"
 
 // Start launches etcd, kube-apiserver (client-certificate authentication,
 // Node+RBAC authorization, service-account tokens), kube-scheduler and
@@ -199,6 +208,10 @@ func (c *Cluster) launch(ctx context.Context, opts Options) (err error) {
 			"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 			"--proxy-client-cert-file=" + creds.frontProxyCert,
 			"--proxy-client-key-file=" + creds.frontProxyKey,
+			// The apiserver's identity towards kubelets (logs, exec): the
+			// controller's kubelet API and the fake kubelets verify it.
+			"--kubelet-client-certificate=" + creds.kubeletClientCert,
+			"--kubelet-client-key=" + creds.kubeletClientKey,
 			"--authorization-mode=Node,RBAC",
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file=" + p.saPubFile,
@@ -308,13 +321,14 @@ func (c *Cluster) launch(ctx context.Context, opts Options) (err error) {
 
 // componentCredentials are the files each component is started with.
 type componentCredentials struct {
-	apiserverCert, apiserverKey        string
-	frontProxyCert, frontProxyKey      string
-	adminKubeconfig                    string
-	schedulerKubeconfig, kcmKubeconfig string
-	schedulerConfig                    string
-	schedulerCert, schedulerKey        string
-	kcmCert, kcmKey                    string
+	apiserverCert, apiserverKey         string
+	frontProxyCert, frontProxyKey       string
+	kubeletClientCert, kubeletClientKey string
+	adminKubeconfig                     string
+	schedulerKubeconfig, kcmKubeconfig  string
+	schedulerConfig                     string
+	schedulerCert, schedulerKey         string
+	kcmCert, kcmKey                     string
 }
 
 func (c *Cluster) writePKI() (pki, error) {
@@ -337,6 +351,13 @@ func (c *Cluster) writePKI() (pki, error) {
 	}
 	p.frontProxyCAFile = filepath.Join(c.Dir, "front-proxy-ca.crt")
 	if err := os.WriteFile(p.frontProxyCAFile, p.frontProxyCA.certPEM, 0o600); err != nil {
+		return p, err
+	}
+	if p.kubeletClientCA, err = newCertAuthority("module-controller-e2e-kubelet-client-ca"); err != nil {
+		return p, err
+	}
+	c.KubeletClientCAFile = filepath.Join(c.Dir, "kubelet-client-ca.crt")
+	if err := os.WriteFile(c.KubeletClientCAFile, p.kubeletClientCA.certPEM, 0o600); err != nil {
 		return p, err
 	}
 	p.saKeyFile, p.saPubFile, err = writeServiceAccountKeys(c.Dir)
@@ -374,6 +395,13 @@ func (c *Cluster) writeComponentCredentials(p pki, server string, schedPort, kcm
 		return cr, err
 	}
 	if cr.frontProxyCert, cr.frontProxyKey, err = fp.write(filepath.Join(c.Dir, "front-proxy-client")); err != nil {
+		return cr, err
+	}
+	kc, err := p.kubeletClientCA.issue(certRequest{commonName: KubeletClientUser, organization: []string{"system:masters"}})
+	if err != nil {
+		return cr, err
+	}
+	if cr.kubeletClientCert, cr.kubeletClientKey, err = kc.write(filepath.Join(c.Dir, "apiserver-kubelet-client")); err != nil {
 		return cr, err
 	}
 	if cr.schedulerCert, cr.schedulerKey, err = issue("scheduler-serving", certRequest{commonName: "kube-scheduler", hosts: loopback}); err != nil {

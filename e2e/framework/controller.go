@@ -32,12 +32,15 @@ type ControllerOptions struct {
 
 // Controller is a running module-controller binary.
 type Controller struct {
-	opts           ControllerOptions
-	bin, dir       string
-	proc           *process
-	starts         int
-	healthAddr     string
-	metricsAddr    string
+	opts        ControllerOptions
+	bin, dir    string
+	proc        *process
+	starts      int
+	healthAddr  string
+	metricsAddr string
+	// KubeletAddr is where the controller serves the virtual nodes' kubelet
+	// API (127.0.0.1:port), the address and port its nodes advertise.
+	KubeletAddr    string
 	EmbeddedBroker string // tcp://127.0.0.1:port when the embedded broker is served
 }
 
@@ -62,11 +65,11 @@ func StartController(t testing.TB, opts ControllerOptions) *Controller {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Controller{opts: opts, bin: bin, dir: t.TempDir(), healthAddr: hostPort(ports[0]), metricsAddr: hostPort(ports[1])}
+	c := &Controller{opts: opts, bin: bin, dir: t.TempDir(), healthAddr: hostPort(ports[0]), metricsAddr: hostPort(ports[1]), KubeletAddr: hostPort(ports[3])}
 	c.setEmbeddedBroker(ports[2])
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -97,6 +100,10 @@ func (c *Controller) start(ctx context.Context) error {
 		"--health-address=" + c.healthAddr,
 		"--metrics-address=" + c.metricsAddr,
 		"--log-level=debug",
+		// The kubelet API on loopback, which the local API server dials.
+		"--kubelet-address=127.0.0.1",
+		"--kubelet-bind-address=127.0.0.1",
+		"--kubelet-port=" + c.KubeletAddr[len("127.0.0.1:"):],
 	}
 	if c.EmbeddedBroker != "" {
 		args = append(args, "--embedded-broker-address="+c.EmbeddedBroker[len("tcp://"):])

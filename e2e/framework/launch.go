@@ -63,11 +63,11 @@ func LaunchController(ctx context.Context, bin, dir string, opts ControllerOptio
 			return nil, err
 		}
 	}
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{opts: opts, bin: bin, dir: dir, healthAddr: hostPort(ports[0]), metricsAddr: hostPort(ports[1])}
+	c := &Controller{opts: opts, bin: bin, dir: dir, healthAddr: hostPort(ports[0]), metricsAddr: hostPort(ports[1]), KubeletAddr: hostPort(ports[3])}
 	c.setEmbeddedBroker(ports[2])
 	if err := c.start(ctx); err != nil {
 		if c.proc != nil {

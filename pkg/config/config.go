@@ -49,6 +49,9 @@ const (
 	DefaultBaseMessageRate    = 20
 	DefaultBaseMessageBurst   = 200
 	DefaultMaxClockSkew       = 10 * time.Second
+	// DefaultKubeletPort is the port of the virtual nodes' kubelet API, a
+	// kubelet's own.
+	DefaultKubeletPort = 10250
 )
 
 // Cluster mode (issue 15): several replicas share the bases through Leases.
@@ -183,6 +186,27 @@ type Options struct {
 	// (development: a base on the controller's own machine).
 	AllowLoopbackBaseIP bool
 
+	// KubeletPort serves the virtual nodes' kubelet API (`kubectl logs` on
+	// module pods) and is advertised as each node's kubelet port; 0 turns
+	// it off.
+	KubeletPort int
+	// KubeletAddress is the address the API server dials for this
+	// replica's virtual nodes (their Hostname address); $POD_IP when empty.
+	KubeletAddress string
+	// KubeletBindAddress is the host the kubelet API listens on; empty is
+	// every interface.
+	KubeletBindAddress string
+	// KubeletTLSCertPath and KubeletTLSKeyPath are the PEM serving
+	// certificate; empty: self-signed at start for KubeletAddress.
+	KubeletTLSCertPath, KubeletTLSKeyPath string
+	// KubeletClientCAPath is the PEM CA of the API server's kubelet client
+	// certificate; set, callers must present a certificate it signed,
+	// otherwise a bearer token (TokenReview).
+	KubeletClientCAPath string
+	// BaseContainer is the container of a base's Pod whose logs a module
+	// pod shows; empty: the first.
+	BaseContainer string
+
 	// envErrors are environment values that could not be parsed.
 	envErrors []error
 }
@@ -245,6 +269,13 @@ var settings = []setting{
 	{"base-message-burst", "BASE_MESSAGE_BURST"},
 	{"max-clock-skew", "MAX_CLOCK_SKEW"},
 	{"allow-loopback-base-ip", "ALLOW_LOOPBACK_BASE_IP"},
+	{"kubelet-port", "KUBELET_PORT"},
+	{"kubelet-address", "KUBELET_ADDRESS"},
+	{"kubelet-bind-address", "KUBELET_BIND_ADDRESS"},
+	{"kubelet-tls-cert", "KUBELET_TLS_CERT"},
+	{"kubelet-tls-key", "KUBELET_TLS_KEY"},
+	{"kubelet-client-ca", "KUBELET_CLIENT_CA"},
+	{"base-container", "BASE_CONTAINER"},
 }
 
 // AddFlags registers every setting on fs with its default. Each help text
@@ -302,6 +333,13 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.PodWorkers, "pod-workers", DefaultPodWorkers, "workers of each queue of the pod controller that all virtual nodes share (pods to bases, status to the API server, deletions)")
 	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", DefaultNodeStatusInterval, "rewrite an unchanged node status this often (changes are written at once)")
 	fs.DurationVar(&o.CommandTimeout, "command-timeout", DefaultCommandTimeout, "give up publishing one command to a base after this long")
+	fs.IntVar(&o.KubeletPort, "kubelet-port", DefaultKubeletPort, "port of the virtual nodes' kubelet API (kubectl logs on module pods), advertised as each node's kubelet port; 0 turns it off")
+	fs.StringVar(&o.KubeletAddress, "kubelet-address", "", "IP or DNS name the API server dials for this replica's virtual nodes, written as their Hostname address ($POD_IP when empty)")
+	fs.StringVar(&o.KubeletBindAddress, "kubelet-bind-address", "", "host the kubelet API listens on (empty: every interface)")
+	fs.StringVar(&o.KubeletTLSCertPath, "kubelet-tls-cert", "", "PEM serving certificate of the kubelet API, re-read when it changes (e.g. a cert-manager Secret); empty: self-signed at start")
+	fs.StringVar(&o.KubeletTLSKeyPath, "kubelet-tls-key", "", "PEM key of --kubelet-tls-cert")
+	fs.StringVar(&o.KubeletClientCAPath, "kubelet-client-ca", "", "PEM CA of the API server's --kubelet-client-certificate: the kubelet API then requires a client certificate it signed; empty: bearer tokens checked by TokenReview. Either identity needs nodes/proxy (SubjectAccessReview)")
+	fs.StringVar(&o.BaseContainer, "base-container", "", "container of a base's Pod whose logs kubectl logs shows for its module pods (empty: the Pod's first container)")
 	for _, s := range settings {
 		f := fs.Lookup(s.flag)
 		f.Usage += " [$" + s.env + "]"
@@ -328,6 +366,13 @@ func (o *Options) ApplyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)
 	if o.ClientID == "" {
 		if v, ok := lookup("POD_NAME"); ok {
 			o.ClientID = strings.TrimSpace(v)
+		}
+	}
+	// The pod IP (downward API) is where the API server reaches this
+	// replica's kubelet API.
+	if o.KubeletAddress == "" {
+		if v, ok := lookup("POD_IP"); ok {
+			o.KubeletAddress = strings.TrimSpace(v)
 		}
 	}
 }
@@ -398,6 +443,7 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--unreachable-after %s must be shorter than --remove-after %s", o.UnreachableAfter, o.RemoveAfter))
 	}
 	errs = append(errs, o.validateCluster()...)
+	errs = append(errs, o.validateKubelet()...)
 	if o.LeaseRenewInterval >= o.NodeLeaseDuration {
 		errs = append(errs, fmt.Errorf("--lease-renew-interval %s must be shorter than --node-lease-duration %s", o.LeaseRenewInterval, o.NodeLeaseDuration))
 	}
@@ -451,6 +497,38 @@ func (o *Options) validateCluster() []error {
 	if retry <= 0 || retry > renew || renew >= deadline || deadline >= d {
 		errs = append(errs, fmt.Errorf("cluster Lease timing must satisfy 0 < --cluster-retry-period %s <= --cluster-renew-interval %s < --cluster-renew-deadline %s < --cluster-lease-duration %s",
 			retry, renew, deadline, d))
+	}
+	return errs
+}
+
+// KubeletEnabled reports whether the kubelet API is served: a port, and an
+// address for the API server to dial.
+func (o *Options) KubeletEnabled() bool { return o.KubeletPort > 0 && o.KubeletAddress != "" }
+
+// validateKubelet checks the settings of the kubelet API.
+func (o *Options) validateKubelet() []error {
+	if o.KubeletPort < 0 || o.KubeletPort > 65535 {
+		return []error{fmt.Errorf("--kubelet-port %d is not a port (0 turns the kubelet API off)", o.KubeletPort)}
+	}
+	if o.KubeletPort == 0 {
+		return nil
+	}
+	var errs []error
+	// No address (run outside a pod without --kubelet-address) leaves the
+	// kubelet API off, with a warning at start (KubeletEnabled).
+	if o.KubeletAddress != "" && net.ParseIP(o.KubeletAddress) == nil && strings.ContainsAny(o.KubeletAddress, ":/ ") {
+		errs = append(errs, fmt.Errorf("--kubelet-address %q must be an IP or a DNS name, without port or scheme", o.KubeletAddress))
+	}
+	if (o.KubeletTLSCertPath == "") != (o.KubeletTLSKeyPath == "") {
+		errs = append(errs, errors.New("--kubelet-tls-cert and --kubelet-tls-key go together"))
+	}
+	for name, path := range map[string]string{"--kubelet-tls-cert": o.KubeletTLSCertPath, "--kubelet-tls-key": o.KubeletTLSKeyPath, "--kubelet-client-ca": o.KubeletClientCAPath} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
 	}
 	return errs
 }

@@ -160,3 +160,29 @@ func TestClusterMode(t *testing.T) {
 		require.ErrorContains(t, err, want)
 	}
 }
+
+func TestKubeletSettings(t *testing.T) {
+	o := parse(t, nil, nil)
+	require.NoError(t, o.Validate())
+	require.Equal(t, 10250, o.KubeletPort)
+	require.False(t, o.KubeletEnabled(), "no address to advertise outside a pod: off")
+
+	o = parse(t, nil, map[string]string{"POD_IP": "10.244.3.9", "BASE_CONTAINER": "base"})
+	require.NoError(t, o.Validate())
+	require.True(t, o.KubeletEnabled())
+	require.Equal(t, "10.244.3.9", o.KubeletAddress, "the pod IP from the downward API")
+	require.Equal(t, "base", o.BaseContainer)
+
+	o = parse(t, []string{"--kubelet-address=10.0.0.1"}, map[string]string{"POD_IP": "10.244.3.9", "KUBELET_PORT": "0"})
+	require.NoError(t, o.Validate())
+	require.Equal(t, "10.0.0.1", o.KubeletAddress, "the flag wins over $POD_IP")
+	require.False(t, o.KubeletEnabled(), "port 0 turns it off")
+
+	o = parse(t, []string{"--kubelet-address=https://x:1", "--kubelet-port=70000"}, nil)
+	require.ErrorContains(t, o.Validate(), "--kubelet-port 70000")
+	o = parse(t, []string{"--kubelet-address=https://x:1", "--kubelet-tls-cert=/nonexistent"}, nil)
+	err := o.Validate()
+	for _, want := range []string{"without port or scheme", "go together", "/nonexistent"} {
+		require.ErrorContains(t, err, want)
+	}
+}

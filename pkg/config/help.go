@@ -39,6 +39,10 @@ var Groups = []Group{
 		"lease-renew-interval", "node-status-interval", "max-pods", "env-taint",
 	}},
 	{"Module pods", []string{"install-timeout", "query-interval", "uninstall-orphans", "pod-workers", "peer-replica-sync"}},
+	{"Kubelet API (kubectl logs)", []string{
+		"kubelet-port", "kubelet-address", "kubelet-bind-address", "kubelet-tls-cert", "kubelet-tls-key",
+		"kubelet-client-ca", "base-container",
+	}},
 	{"Limits", []string{"max-bases", "base-message-rate", "base-message-burst", "max-clock-skew", "allow-loopback-base-ip"}},
 	{"Serving and logging", []string{"metrics-address", "health-address", "pprof-address", "log-level", "log-format", "version"}},
 }

@@ -63,6 +63,11 @@ type Config struct {
 	Arch string
 	// EnvTaint adds the schedule.koupleless.io/node-env taint to nodes.
 	EnvTaint bool
+	// KubeletAddress and KubeletPort advertise this replica's kubelet API
+	// (pkg/controller/kubeletapi) on the nodes it writes; empty or 0
+	// advertises none.
+	KubeletAddress string
+	KubeletPort    int32
 
 	// UnreachableAfter marks a silent base NotReady.
 	UnreachableAfter time.Duration

@@ -382,3 +382,23 @@ func TestConfigValidation(t *testing.T) {
 	require.ErrorContains(t, err, "env")
 	require.ErrorContains(t, err, "unreachable-after")
 }
+
+func TestKubeletEndpointAndPodsWithIP(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.KubeletAddress, c.KubeletPort = "10.1.2.3", 10250 })
+	base := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "base-0", Namespace: "apps"},
+		Spec:       corev1.PodSpec{NodeName: "worker-1", Containers: []corev1.Container{{Name: "base"}}},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1"},
+	}
+	_, err := f.client.CoreV1().Pods("apps").Create(t.Context(), base, metav1.CreateOptions{})
+	require.NoError(t, err)
+	f.heartbeat("base-1", "activated")
+	n := f.node("vnode.base-1.default", func(n *corev1.Node) bool { return n.Status.DaemonEndpoints.KubeletEndpoint.Port == 10250 })
+	require.Contains(t, n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeHostName, Address: "10.1.2.3"})
+	require.Contains(t, n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "10.0.0.1"})
+
+	require.Eventually(t, func() bool {
+		pods, err := f.ctrl.PodsWithIP(t.Context(), "10.0.0.1")
+		return err == nil && len(pods) == 1 && pods[0].Name == "base-0" && pods[0].Spec.NodeName == "worker-1"
+	}, waitFor, 10*time.Millisecond, "the base's pod, from the shared cache")
+}

@@ -89,6 +89,8 @@ func (c *Controller) startBase(ctx context.Context, baseID string, info provider
 			MaxPods:           c.cfg.MaxPods,
 			Arch:              c.cfg.Arch,
 			EnvTaint:          c.cfg.EnvTaint,
+			KubeletAddress:    c.cfg.KubeletAddress,
+			KubeletPort:       c.cfg.KubeletPort,
 		},
 		Base:               info,
 		Readiness:          r,

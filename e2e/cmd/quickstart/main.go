@@ -163,7 +163,9 @@ func (q *quickstart) run(ctx context.Context) error {
 
 	q.controller, err = framework.LaunchController(ctx, o.controllerBin, q.dir, framework.ControllerOptions{
 		Kubeconfig: q.cluster.Kubeconfig, Env: o.env, EmbeddedBrokerAddress: o.brokerAddress,
-		Args: []string{"--log-level=info"}, // the test bed's debug level is too chatty to read here
+		// The test bed's debug level is too chatty to read here. The kubelet
+		// API requires the API server's kubelet client certificate.
+		Args: []string{"--log-level=info", "--kubelet-client-ca=" + q.cluster.KubeletClientCAFile},
 	})
 	if err != nil {
 		return fmt.Errorf("starting module-controller: %w", err)
@@ -208,6 +210,10 @@ func (q *quickstart) run(ctx context.Context) error {
 	}
 	fmt.Println("Explore further:")
 	fmt.Printf("  %s --kubeconfig %s get pods -o wide\n", rel(q.kubectl), rel(q.kubeconfig))
+	// The simulated bases are no pods, so this fails (the controller logs
+	// that the base is not a pod in this cluster); with bases running as
+	// pods it streams their logs.
+	fmt.Printf("  %s --kubeconfig %s logs deployment/test-module-deployment\n", rel(q.kubectl), rel(q.kubeconfig))
 	fmt.Printf("Add bases:\n  %s --broker %s --env %s --identity-prefix more --count 2\n", rel(o.baseSimBin), brokerURL, o.env)
 	fmt.Printf("Logs:\n  %s (module-controller-1.log, base-sim.log, cluster/)\n", q.dir)
 	fmt.Print("Processes:\n ")
