@@ -29,9 +29,11 @@ const (
 	// classPath, health answers every plugin (as the MQTT tunnel's operation cap).
 	DefaultMaxResponseBytes = 512 << 10
 	// DefaultClientRate and DefaultClientBurst bound the requests accepted from one client
-	// address: a base sends one heartbeat every 12 s.
-	DefaultClientRate  = 5.0
-	DefaultClientBurst = 20
+	// address. A base sends one heartbeat every 12 s, but several bases may share an
+	// address (behind NAT, or on the host network of one node): 50/s serves hundreds of
+	// them while a flood from one address costs little parsing.
+	DefaultClientRate  = 50.0
+	DefaultClientBurst = 100
 	// DefaultMaxBases caps the bases whose announced address is remembered (and the
 	// client addresses whose rate is tracked); entries silent for BaseTTL go first.
 	DefaultMaxBases = 10000
