@@ -43,8 +43,8 @@ const (
 	// DefaultEventBuffer is the capacity of the Events channel.
 	DefaultEventBuffer = 4096
 	// DefaultBaselineWait is how long a baseline query waits for the consumer's
-	// SendBaseline before it is answered 503.
-	DefaultBaselineWait = 10 * time.Second
+	// SendBaseline before it is answered 503: under the base's 10 s read timeout.
+	DefaultBaselineWait = 5 * time.Second
 	// Server timeouts: a client gets this long to send its headers and its whole request,
 	// and an idle keep-alive connection is closed after DefaultIdleTimeout.
 	DefaultReadHeaderTimeout = 5 * time.Second
