@@ -85,6 +85,17 @@ func sharedCluster(t *testing.T) *framework.Cluster {
 // controller's embedded broker and a real Mosquitto.
 var brokerKinds = []string{"embedded", "mosquitto"}
 
+// httpKind is the transport kind of the arklet HTTP tunnel: no broker, the
+// controller serves --http-tunnel alone and bases post heartbeats to it.
+const httpKind = "http"
+
+// tunnelKinds are the transports the key scenarios run on: MQTT through the
+// embedded broker, and HTTP.
+var tunnelKinds = []string{"embedded", httpKind}
+
+// allKinds are the MQTT brokers and the HTTP tunnel.
+var allKinds = append(append([]string{}, brokerKinds...), httpKind)
+
 // env is one test's isolated world: an env name, a namespace, a controller
 // and the broker bases connect to.
 type env struct {
@@ -131,6 +142,7 @@ func newEnv(t *testing.T, brokerKind string, extraArgs ...string) *env {
 	e := newBareEnv(t)
 	c := e.cluster
 	opts := framework.ControllerOptions{Kubeconfig: c.Kubeconfig, Env: e.name, Args: append(append([]string{}, fastControllerArgs...), extraArgs...)}
+	opts.HTTPTunnel = brokerKind == httpKind
 	if brokerKind == "mosquitto" {
 		e.broker = framework.StartBroker(t, framework.Mosquitto)
 		opts.BrokerURL = e.broker.URL
@@ -148,6 +160,9 @@ func (e *env) startBase(id string, mod func(*basesim.Config)) *basesim.Base {
 		Identity:          id,
 		HeartbeatInterval: baseHeartbeat,
 	}
+	if e.http() {
+		cfg.Tunnel, cfg.HTTPEndpoint = basesim.TunnelHTTP, e.controller.HTTPEndpoint()
+	}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -156,6 +171,20 @@ func (e *env) startBase(id string, mod func(*basesim.Config)) *basesim.Base {
 	require.NoError(e.t, b.Start(e.t.Context()))
 	e.t.Cleanup(b.Stop)
 	return b
+}
+
+// http reports whether the env's bases use the HTTP tunnel.
+func (e *env) http() bool {
+	return e.controller != nil && e.controller.HTTPEndpoint() != "" && e.controller.BrokerURL() == ""
+}
+
+// baseIP is the address a base's heartbeat announces: its identity over
+// MQTT, the loopback address its arklet server listens on over HTTP.
+func (e *env) baseIP(id string) string {
+	if e.http() {
+		return "127.0.0.1"
+	}
+	return id
 }
 
 // nodeName is the virtual node of a base in this env.

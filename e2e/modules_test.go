@@ -20,7 +20,7 @@ import (
 // TestModulePodLifecycle: a two-module pod installs both bizs and runs; its
 // deletion uninstalls exactly them and releases the pod right away.
 func TestModulePodLifecycle(t *testing.T) {
-	for _, kind := range brokerKinds {
+	for _, kind := range allKinds {
 		t.Run(kind, func(t *testing.T) {
 			e := newEnv(t, kind)
 			b := e.startBase("10.5.0.1", nil)
@@ -30,7 +30,7 @@ func TestModulePodLifecycle(t *testing.T) {
 			e.createPod(e.modulePod("two", "10.5.0.1", "biz1:0.0.1", "biz2:0.0.1"))
 			p := e.waitPod("two", "Running and Ready", running)
 			t.Logf("two-module pod Running %s after create", time.Since(start).Round(time.Millisecond))
-			require.Equal(t, "10.5.0.1", p.Status.PodIP)
+			require.Equal(t, e.baseIP("10.5.0.1"), p.Status.PodIP)
 			require.NotNil(t, p.Status.StartTime)
 			for _, cs := range p.Status.ContainerStatuses {
 				require.True(t, cs.Ready, cs.Name)
@@ -57,7 +57,13 @@ func TestModulePodLifecycle(t *testing.T) {
 
 // TestInstallFailureIsVisible: the base's error shows on the pod.
 func TestInstallFailureIsVisible(t *testing.T) {
-	e := newEnv(t, "embedded")
+	for _, kind := range tunnelKinds {
+		t.Run(kind, func(t *testing.T) { testInstallFailureIsVisible(t, kind) })
+	}
+}
+
+func testInstallFailureIsVisible(t *testing.T, kind string) {
+	e := newEnv(t, kind)
 	e.startBase("10.6.0.1", func(c *basesim.Config) {
 		c.FailInstall = func(m protocol.BizModel) error {
 			if m.BizName == "broken" {
@@ -105,8 +111,14 @@ func TestInvalidPodsGetReasons(t *testing.T) {
 // modes: installing biz1 0.0.2 next to 0.0.1 deactivates one of them, and the
 // pod of the deactivated version goes Failed with reason BizDeactivate.
 func TestSupersededModuleFails(t *testing.T) {
+	for _, kind := range tunnelKinds {
+		t.Run(kind, func(t *testing.T) { testSupersededModuleFails(t, kind) })
+	}
+}
+
+func testSupersededModuleFails(t *testing.T, kind string) {
 	t.Run("activate.new.module=true", func(t *testing.T) {
-		e := newEnv(t, "embedded")
+		e := newEnv(t, kind)
 		b := e.startBase("10.8.0.1", nil)
 		e.waitNode("10.8.0.1", "Ready", isReady)
 		e.createPod(e.modulePod("v1", "10.8.0.1", "biz1:0.0.1"))
@@ -136,7 +148,7 @@ func TestSupersededModuleFails(t *testing.T) {
 		require.True(t, running(e.waitPod("v2", "Running", running)))
 	})
 	t.Run("sofa-ark default", func(t *testing.T) {
-		e := newEnv(t, "embedded")
+		e := newEnv(t, kind)
 		e.startBase("10.8.0.2", func(c *basesim.Config) { c.Activation = basesim.KeepOld })
 		e.waitNode("10.8.0.2", "Ready", isReady)
 		e.createPod(e.modulePod("v1", "10.8.0.2", "biz1:0.0.1"))
@@ -150,10 +162,18 @@ func TestSupersededModuleFails(t *testing.T) {
 	})
 }
 
-// TestBaseRestartReinstallsBaseline: a restarted base asks for its baseline
-// and gets exactly the bizs of the pods bound to its node.
+// TestBaseRestartReinstallsBaseline: a restarted base gets exactly the bizs
+// of the pods bound to its node back: over MQTT it asks for its baseline,
+// over HTTP (no baseline query) it comes back empty and its biz list makes
+// the controller install each one again, once.
 func TestBaseRestartReinstallsBaseline(t *testing.T) {
-	e := newEnv(t, "mosquitto")
+	for _, kind := range []string{"mosquitto", httpKind} {
+		t.Run(kind, func(t *testing.T) { testBaseRestartReinstallsBaseline(t, kind) })
+	}
+}
+
+func testBaseRestartReinstallsBaseline(t *testing.T, kind string) {
+	e := newEnv(t, kind)
 	b := e.startBase("10.9.0.1", nil)
 	e.waitNode("10.9.0.1", "Ready", isReady)
 	e.createPod(e.modulePod("a", "10.9.0.1", "biz1:0.0.1"))
@@ -173,8 +193,15 @@ func TestBaseRestartReinstallsBaseline(t *testing.T) {
 			baselines = append(baselines, c.Bizs)
 		}
 	}
-	require.Len(t, baselines, 1)
-	require.ElementsMatch(t, []string{"biz1:0.0.1", "biz2:0.0.1", "biz3:0.0.1"}, keys(baselines[0]))
+	if kind == httpKind {
+		require.Empty(t, baselines, "no baseline over HTTP")
+		for _, k := range []string{"biz1:0.0.1", "biz2:0.0.1", "biz3:0.0.1"} {
+			require.Equal(t, 1, b.ReceivedCount(protocol.CommandInstallBiz, k), "reinstalled once: %s", k)
+		}
+	} else {
+		require.Len(t, baselines, 1)
+		require.ElementsMatch(t, []string{"biz1:0.0.1", "biz2:0.0.1", "biz3:0.0.1"}, keys(baselines[0]))
+	}
 	e.waitPod("a", "Running", running)
 	e.waitPod("b", "Running", running)
 }
@@ -182,7 +209,13 @@ func TestBaseRestartReinstallsBaseline(t *testing.T) {
 // TestControllerRestartSendsNoDuplicateInstall: after a restart, running bizs
 // are adopted from the base's list; no installBiz is sent again.
 func TestControllerRestartSendsNoDuplicateInstall(t *testing.T) {
-	e := newEnv(t, "mosquitto")
+	for _, kind := range []string{"mosquitto", httpKind} {
+		t.Run(kind, func(t *testing.T) { testControllerRestartSendsNoDuplicateInstall(t, kind) })
+	}
+}
+
+func testControllerRestartSendsNoDuplicateInstall(t *testing.T, kind string) {
+	e := newEnv(t, kind)
 	b := e.startBase("10.10.0.1", nil)
 	e.waitNode("10.10.0.1", "Ready", isReady)
 	e.createPod(e.modulePod("a", "10.10.0.1", "biz1:0.0.1", "biz2:0.0.1"))

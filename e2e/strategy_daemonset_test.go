@@ -26,7 +26,13 @@ import (
 // leaves takes its pod with it, and a rolling update replaces 0.0.1 by 0.0.2
 // one base at a time, uninstalling before installing, as seen by the bases.
 func TestDaemonSetPeerDeployment(t *testing.T) {
-	e := newEnv(t, "mosquitto")
+	for _, kind := range []string{"mosquitto", httpKind} {
+		t.Run(kind, func(t *testing.T) { testDaemonSetPeerDeployment(t, kind) })
+	}
+}
+
+func testDaemonSetPeerDeployment(t *testing.T, kind string) {
+	e := newEnv(t, kind)
 	// Each install takes this long at the base (RESOLVED, then ACTIVATED), so
 	// the measured times include a module start, if a very quick one.
 	const installTime = 300 * time.Millisecond

@@ -26,7 +26,7 @@ import (
 // and taint, the operations guide's sample Deployment schedules onto them,
 // a silent base goes NotReady and is removed, and comes back.
 func TestBasesBecomeVirtualNodes(t *testing.T) {
-	for _, kind := range brokerKinds {
+	for _, kind := range allKinds {
 		t.Run(kind, func(t *testing.T) {
 			e := newEnv(t, kind)
 			ids := []string{"10.1.0.1", "10.1.0.2", "10.1.0.3"}
@@ -250,7 +250,10 @@ func checkNodeFields(t *testing.T, e *env, n *corev1.Node, id string) {
 		return len(n.Spec.Taints) == 1
 	})
 	require.Equal(t, []corev1.Taint{{Key: "schedule.koupleless.io/virtual-node", Value: "True", Effect: corev1.TaintEffectNoExecute}}, n.Spec.Taints)
-	require.Contains(t, n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: id})
+	require.Contains(t, n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: e.baseIP(id)})
+	if e.http() {
+		require.NotEmpty(t, n.Labels["base.koupleless.io/tunnel-port"], "an HTTP base announces its arklet port")
+	}
 	require.NotEmpty(t, n.Status.NodeInfo.KubeletVersion)
 	r := ready(n)
 	require.Equal(t, corev1.ConditionTrue, r.Status)

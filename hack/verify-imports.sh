@@ -52,11 +52,12 @@ for pkg in $(packages ./pkg/protocol/...); do
 done
 echo "ok     ./pkg/protocol/...: standard library only"
 
-check deps ./tunnel "^(k8s\.io/|github\.com/eclipse/paho|$M/(provider|pkg/controller|tunnel/mqtt)(/|$))" "k8s.io, paho, provider, pkg/controller or tunnel/mqtt"
+check deps ./tunnel "^(k8s\.io/|github\.com/eclipse/paho|$M/(provider|pkg/controller|tunnel/mqtt|tunnel/http)(/|$))" "k8s.io, paho, provider, pkg/controller, tunnel/mqtt or tunnel/http"
 check deps ./tunnel/mqtt/... "^(k8s\.io/|$M/(provider|pkg/controller)(/|$))" "k8s.io, provider or pkg/controller"
+check deps ./tunnel/http/... "^(k8s\.io/|github\.com/eclipse/paho|$M/(provider|pkg/controller|tunnel/mqtt)(/|$))" "k8s.io, paho, provider, pkg/controller or tunnel/mqtt"
 check imports ./provider/... "^k8s\.io/client-go(/|$)" "client-go"
-check deps ./provider/... "^$M/(tunnel/mqtt|pkg/controller|pkg/config)(/|$)|^github\.com/eclipse/paho" "tunnel/mqtt, pkg/controller, pkg/config or paho"
-check deps ./pkg/controller/... "^$M/(tunnel/mqtt|pkg/config)(/|$)|^github\.com/eclipse/paho" "tunnel/mqtt, pkg/config or paho"
+check deps ./provider/... "^$M/(tunnel/mqtt|tunnel/http|pkg/controller|pkg/config)(/|$)|^github\.com/eclipse/paho" "tunnel/mqtt, tunnel/http, pkg/controller, pkg/config or paho"
+check deps ./pkg/controller/... "^$M/(tunnel/mqtt|tunnel/http|pkg/config)(/|$)|^github\.com/eclipse/paho" "tunnel/mqtt, tunnel/http, pkg/config or paho"
 check deps ./pkg/config/... "^$M/" "other project packages"
 check deps ./pkg/broker "^(k8s\.io/|$M/)" "k8s.io or project packages"
 # The test helpers beside it: the MQTT client one stands alone, the broker one

@@ -28,6 +28,8 @@ import (
 const (
 	envUsername = "MQTT_USERNAME"
 	envPassword = "MQTT_PASSWORD"
+	// envHTTPToken is the bearer token of the HTTP tunnel.
+	envHTTPToken = "HTTP_TUNNEL_TOKEN"
 )
 
 // options are the command-line settings.
@@ -51,6 +53,10 @@ type options struct {
 	clientCert        string
 	clientKey         string
 	logLevel          string
+	tunnel            string
+	httpEndpoint      string
+	httpListen        string
+	httpToken         string
 }
 
 // applyEnv fills the credentials not given as flags from the environment (flag > env >
@@ -61,6 +67,9 @@ func (o *options) applyEnv(fs *pflag.FlagSet, getenv func(string) string) {
 	}
 	if !fs.Changed("password") {
 		o.password = getenv(envPassword)
+	}
+	if !fs.Changed("http-token") {
+		o.httpToken = getenv(envHTTPToken)
 	}
 }
 
@@ -84,6 +93,10 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.clientCert, "client-cert", "", "PEM client certificate for TLS (with --client-key)")
 	fs.StringVar(&o.clientKey, "client-key", "", "PEM client key for TLS (with --client-cert)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.tunnel, "tunnel", basesim.TunnelMQTT, "transport of the bases: mqtt, or http (the arklet HTTP tunnel: heartbeats posted to --http-endpoint, commands served on --http-listen)")
+	fs.StringVar(&o.httpEndpoint, "http-endpoint", "", "http tunnel: the controller's URL heartbeats are posted to (koupleless.arklet.http.heartbeat.endpoint), e.g. http://127.0.0.1:7777")
+	fs.StringVar(&o.httpListen, "http-listen", basesim.DefaultHTTPListen, "http tunnel: address of each base's arklet HTTP server (port 0: a free port per base, announced in its heartbeats)")
+	fs.StringVar(&o.httpToken, "http-token", "", "http tunnel: bearer token sent with every heartbeat [$"+envHTTPToken+"]")
 }
 
 // fleetConfig validates the options and turns them into a fleet configuration.
@@ -112,6 +125,10 @@ func (o *options) fleetConfig() (basesim.FleetConfig, error) {
 		Count:          o.count,
 		IdentityPrefix: o.identityPrefix,
 		Base: basesim.Config{
+			Tunnel:            o.tunnel,
+			HTTPEndpoint:      o.httpEndpoint,
+			HTTPListen:        o.httpListen,
+			HTTPToken:         o.httpToken,
 			Broker:            o.broker,
 			Username:          o.username,
 			Password:          o.password,
@@ -165,6 +182,7 @@ var groups = []config.Group{
 	{Title: "Base metadata", Flags: []string{"name", "version", "cluster-name"}},
 	{Title: "Behaviour", Flags: []string{"heartbeat-interval", "install-delay", "failure-rate", "activate-new-module"}},
 	{Title: "MQTT connection", Flags: []string{"broker", "client-prefix", "username", "password", "ca-file", "client-cert", "client-key"}},
+	{Title: "HTTP tunnel", Flags: []string{"tunnel", "http-endpoint", "http-listen", "http-token"}},
 	{Title: "Logging", Flags: []string{"log-level"}},
 }
 
@@ -175,6 +193,8 @@ func envVar(flag string) string {
 		return envUsername
 	case "password":
 		return envPassword
+	case "http-token":
+		return envHTTPToken
 	}
 	return ""
 }

@@ -37,6 +37,8 @@ import (
 	"github.com/moduleops/module-controller/pkg/controller/kubeletapi"
 	"github.com/moduleops/module-controller/pkg/controller/peersync"
 	"github.com/moduleops/module-controller/pkg/version"
+	"github.com/moduleops/module-controller/tunnel"
+	httptunnel "github.com/moduleops/module-controller/tunnel/http"
 	"github.com/moduleops/module-controller/tunnel/mqtt"
 )
 
@@ -146,7 +148,7 @@ func run(ctx context.Context, opts config.Options) error {
 	// constructor leaves no goroutine behind.
 	brokerURL := opts.BrokerURL()
 	var embedded *broker.Broker
-	if opts.MQTTBroker == "" {
+	if opts.MQTTTunnel && opts.MQTTBroker == "" {
 		brokerCfg, err := embeddedBrokerConfig(opts)
 		if err != nil {
 			return fmt.Errorf("starting the embedded broker: %w", err)
@@ -163,24 +165,12 @@ func run(ctx context.Context, opts config.Options) error {
 		}
 	}
 
-	tun, err := mqtt.New(mqtt.Config{
-		BrokerURL:      brokerURL,
-		Username:       opts.MQTTUsername,
-		Password:       opts.MQTTPassword,
-		ClientIDPrefix: opts.MQTTClientPrefix,
-		ClientID:       opts.ClientID,
-		Env:            opts.Env,
-		TLS: mqtt.TLSConfig{
-			CAFile:         opts.MQTTCAPath,
-			ClientCertFile: opts.MQTTClientCertPath,
-			ClientKeyFile:  opts.MQTTClientKeyPath,
-		},
-		MaxMessageAge:   opts.MessageMaxAge,
-		MaxMessageBytes: opts.MQTTMaxMessageBytes,
-		Registerer:      registry,
-	})
+	tun, err := buildTunnel(opts, brokerURL, registry)
 	if err != nil {
 		return err
+	}
+	if !opts.MQTTTunnel {
+		brokerURL = ""
 	}
 	// Cluster mode: the bases are shared with the other replicas through
 	// Leases; off, this replica serves every base (Ownership nil).
@@ -382,11 +372,78 @@ func kubeletHosts(address string) []string {
 	return hosts
 }
 
+// buildTunnel builds the transports the settings ask for: MQTT, HTTP or both,
+// the latter combined by a tunnel.Mux so the controller sees one tunnel.
+func buildTunnel(opts config.Options, brokerURL string, registry *prometheus.Registry) (tunnel.Tunnel, error) {
+	var transports []tunnel.Transport
+	if opts.MQTTTunnel {
+		t, err := mqtt.New(mqtt.Config{
+			BrokerURL:      brokerURL,
+			Username:       opts.MQTTUsername,
+			Password:       opts.MQTTPassword,
+			ClientIDPrefix: opts.MQTTClientPrefix,
+			ClientID:       opts.ClientID,
+			Env:            opts.Env,
+			TLS: mqtt.TLSConfig{
+				CAFile:         opts.MQTTCAPath,
+				ClientCertFile: opts.MQTTClientCertPath,
+				ClientKeyFile:  opts.MQTTClientKeyPath,
+			},
+			MaxMessageAge:   opts.MessageMaxAge,
+			MaxMessageBytes: opts.MQTTMaxMessageBytes,
+			Registerer:      registry,
+		})
+		if err != nil {
+			return nil, err
+		}
+		transports = append(transports, tunnel.Transport{Name: "mqtt", Tunnel: t})
+	}
+	if opts.HTTPTunnel {
+		t, err := httptunnel.New(httptunnel.Config{
+			ListenAddress:       opts.HTTPTunnelListen,
+			AuthToken:           opts.HTTPTunnelToken,
+			TLSCertFile:         opts.HTTPTunnelTLSCertPath,
+			TLSKeyFile:          opts.HTTPTunnelTLSKeyPath,
+			ClientCAFile:        opts.HTTPTunnelClientCAPath,
+			InstallTimeout:      opts.HTTPTunnelInstallTimeout,
+			MaxInFlight:         opts.HTTPTunnelMaxInFlight,
+			MaxBases:            opts.MaxBases,
+			BaseTTL:             2 * opts.RemoveAfter,
+			AllowLoopback:       opts.AllowLoopbackBaseIP,
+			AllowForeignAddress: opts.HTTPTunnelAllowForeignIP,
+			Registerer:          registry,
+		})
+		if err != nil {
+			return nil, err
+		}
+		transports = append(transports, tunnel.Transport{Name: "http", Tunnel: t})
+	}
+	if len(transports) == 1 {
+		return transports[0].Tunnel, nil
+	}
+	ignored := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "module_controller", Subsystem: "tunnel", Name: "ignored_events_total",
+		Help: "Events dropped because another transport serves their base, by the transport they came on.",
+	}, []string{"transport"})
+	if err := registry.Register(ignored); err != nil {
+		return nil, err
+	}
+	return tunnel.NewMux(tunnel.MuxConfig{
+		Transports:  transports,
+		SilentAfter: opts.UnreachableAfter,
+		OnIgnored: func(baseID, served, other string) {
+			ignored.WithLabelValues(other).Inc()
+			log.L.WithField("base", baseID).WithField("servedBy", served).WithField("transport", other).
+				Debug("ignored a base event: another transport serves this base")
+		},
+	})
+}
+
 // readiness returns why the process is not ready, or "" when it is.
 // peerSyncReady is nil when the peer replica sync is off.
-func readiness(tun *mqtt.Tunnel, ctrl *controller.Controller, peerSyncReady <-chan struct{}) string {
+func readiness(tun tunnel.Tunnel, ctrl *controller.Controller, peerSyncReady <-chan struct{}) string {
 	if !tun.Connected() {
-		return "not connected to the MQTT broker\n"
+		return "tunnel not connected (MQTT broker or HTTP listener)\n"
 	}
 	select {
 	case <-ctrl.Ready():

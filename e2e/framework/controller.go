@@ -28,6 +28,11 @@ type ControllerOptions struct {
 	// EmbeddedBrokerAddress is where the embedded broker listens when
 	// BrokerURL is empty (host:port). Empty or port 0: a free loopback port.
 	EmbeddedBrokerAddress string
+	// HTTPTunnel serves the HTTP tunnel on a free loopback port
+	// (HTTPEndpoint), with --allow-loopback-base-ip for bases on this
+	// machine. With BrokerURL empty it is the only transport
+	// (--mqtt-tunnel=false: no broker at all).
+	HTTPTunnel bool
 }
 
 // Controller is a running module-controller binary.
@@ -38,6 +43,7 @@ type Controller struct {
 	starts      int
 	healthAddr  string
 	metricsAddr string
+	httpAddr    string // the HTTP tunnel's, when served
 	// KubeletAddr is where the controller serves the virtual nodes' kubelet
 	// API (127.0.0.1:port), the address and port its nodes advertise.
 	KubeletAddr    string
@@ -65,12 +71,17 @@ func StartController(t testing.TB, opts ControllerOptions) *Controller {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := freePorts(4)
+	ports, err := freePorts(5)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &Controller{opts: opts, bin: bin, dir: t.TempDir(), healthAddr: hostPort(ports[0]), metricsAddr: hostPort(ports[1]), KubeletAddr: hostPort(ports[3])}
-	c.setEmbeddedBroker(ports[2])
+	if opts.HTTPTunnel {
+		c.httpAddr = hostPort(ports[4])
+	}
+	if !opts.HTTPTunnel || opts.BrokerURL != "" {
+		c.setEmbeddedBroker(ports[2])
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("module-controller log (last 400 lines):\n%s", c.LogTail(400))
@@ -83,6 +94,15 @@ func StartController(t testing.TB, opts ControllerOptions) *Controller {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// HTTPEndpoint is the URL bases of the HTTP tunnel post their heartbeats to,
+// or "" when the controller serves no HTTP tunnel.
+func (c *Controller) HTTPEndpoint() string {
+	if c.httpAddr == "" {
+		return ""
+	}
+	return "http://" + c.httpAddr
 }
 
 // BrokerURL is the broker bases should connect to.
@@ -105,10 +125,16 @@ func (c *Controller) start(ctx context.Context) error {
 		"--kubelet-bind-address=127.0.0.1",
 		"--kubelet-port=" + c.KubeletAddr[len("127.0.0.1:"):],
 	}
-	if c.EmbeddedBroker != "" {
+	switch {
+	case c.EmbeddedBroker != "":
 		args = append(args, "--embedded-broker-address="+c.EmbeddedBroker[len("tcp://"):])
-	} else {
+	case c.opts.BrokerURL != "":
 		args = append(args, "--mqtt-broker="+c.opts.BrokerURL)
+	default:
+		args = append(args, "--mqtt-tunnel=false")
+	}
+	if c.httpAddr != "" {
+		args = append(args, "--http-tunnel", "--http-tunnel-listen="+c.httpAddr, "--allow-loopback-base-ip")
 	}
 	args = append(args, c.opts.Args...)
 	c.starts++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,6 +197,9 @@ func (b *Base) current() *process {
 // Connected reports whether the base currently has a connection to the broker.
 func (b *Base) Connected() bool {
 	p := b.current()
+	if p != nil && p.http() {
+		return p.connected.Load() && p.ctx.Err() == nil // serving its arklet HTTP server
+	}
 	return p != nil && p.client.IsConnectionOpen()
 }
 
@@ -256,7 +260,13 @@ func (b *Base) countPublished(suffix string) {
 // SendRaw publishes payload unchanged on koupleless_<env>/<identity>/<suffix>, QoS 1, not
 // retained, even while silenced: use it to inject garbage or spoofed messages. It waits
 // for the PUBACK.
+//
+// Over the HTTP tunnel it posts payload to the controller's endpoint of suffix
+// (base/heart: /heartbeat, base/queryBaseline: /queryBaseline) and waits for a 200.
 func (b *Base) SendRaw(suffix string, payload []byte) error {
+	if p := b.current(); p != nil && p.http() {
+		return p.sendRawHTTP(suffix, payload)
+	}
 	return b.PublishRaw(b.Topic(suffix), payload)
 }
 
@@ -290,7 +300,16 @@ type process struct {
 	hbStopped bool
 
 	batchRunning atomic.Bool
+
+	// The HTTP tunnel (Config.Tunnel TunnelHTTP): the arklet server, its real port and
+	// the heartbeat client; client is nil then.
+	srv        *http.Server
+	port       int
+	httpClient *http.Client
 }
+
+// http reports whether the process runs the HTTP tunnel.
+func (p *process) http() bool { return p.b.cfg.Tunnel == TunnelHTTP }
 
 func (b *Base) newProcess() *process {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -307,6 +326,9 @@ func (b *Base) newProcess() *process {
 		if p.reg.register(m, now, true) {
 			p.reg.start(m.Key(), ActivateAll, now)
 		}
+	}
+	if p.http() {
+		return p
 	}
 	opts := paho.NewClientOptions().
 		AddBroker(b.cfg.Broker).
@@ -335,6 +357,9 @@ func (b *Base) newProcess() *process {
 
 // start connects and waits until the first connect was handled.
 func (p *process) start(ctx context.Context) error {
+	if p.http() {
+		return p.startHTTP()
+	}
 	tok := p.client.Connect()
 	select {
 	case <-tok.Done():
@@ -358,6 +383,10 @@ func (p *process) kill() {
 	p.cancel()
 	p.stopHeartbeats()
 	p.markReady(ErrStopped)
+	if p.http() {
+		p.killHTTP()
+		return
+	}
 	// Disconnect waits up to the quiesce time for in-flight work; a dying JVM does not.
 	p.client.Disconnect(0)
 }
@@ -427,6 +456,9 @@ func (p *process) wait(tok paho.Token) error {
 // publishData wraps data in an envelope stamped with Config.Now and publishes it on suffix,
 // unless the base is silenced.
 func (p *process) publishData(suffix string, data any) error {
+	if p.http() {
+		return p.sendHTTP(suffix, data)
+	}
 	if p.b.silenced.Load() {
 		return ErrSilenced
 	}
@@ -446,6 +478,9 @@ func (p *process) publishData(suffix string, data any) error {
 func (p *process) publishTopic(topic string, payload []byte) error {
 	if p.ctx.Err() != nil {
 		return ErrStopped
+	}
+	if p.http() {
+		return fmt.Errorf("%w: publish on %s", ErrNotSupported, topic)
 	}
 	if !p.client.IsConnectionOpen() {
 		return ErrNotConnected
@@ -501,7 +536,7 @@ func (p *process) beat(due time.Time) {
 		BaseMetadata:  b.metadata(),
 		LocalIP:       b.cfg.LocalIP,
 		LocalHostName: b.cfg.LocalHostName,
-		Port:          0,
+		Port:          p.port, // 0 over MQTT, the arklet HTTP port over HTTP
 		State:         protocol.BaseStateActivated,
 	}
 	err := p.publishData(protocol.SuffixHeartbeat, status)
@@ -531,27 +566,7 @@ func (p *process) stopHeartbeats() {
 func (p *process) onMessage(_ paho.Client, m paho.Message) {
 	topic, payload := m.Topic(), m.Payload()
 	name := topic[strings.LastIndexByte(topic, '/')+1:]
-	cmd := Command{Name: name, Topic: topic, Payload: payload, At: p.b.cfg.Now()}
-	switch name {
-	case protocol.CommandInstallBiz, protocol.CommandUninstallBiz:
-		bm, err := protocol.DecodeCommand[protocol.BizModel](payload)
-		if err != nil {
-			cmd.Malformed = true
-		} else {
-			cmd.Bizs = []protocol.BizModel{bm}
-		}
-	case CommandBaseline:
-		ms, err := protocol.DecodeCommand[[]protocol.BizModel](payload)
-		if err != nil {
-			cmd.Malformed = true
-		} else {
-			cmd.Bizs = ms
-		}
-	case protocol.CommandHealth, protocol.CommandQueryAllBiz:
-		if _, err := protocol.DecodeCommand[protocol.EmptyRequest](payload); err != nil {
-			cmd.Malformed = true
-		}
-	}
+	cmd := decodeCommand(name, topic, payload, p.b.cfg.Now())
 	p.b.recv.add(cmd)
 
 	logger := p.b.logger().WithField("command", name).WithField("topic", topic)

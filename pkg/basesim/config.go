@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net"
 	"net/netip"
 	"net/url"
 	"time"
@@ -43,6 +44,20 @@ const (
 	DefaultRestartDowntime = 200 * time.Millisecond
 	// DefaultReceivedLimit is how many received commands Received keeps per base.
 	DefaultReceivedLimit = 256
+	// DefaultHTTPListen is where a base of the HTTP tunnel serves its arklet HTTP server:
+	// a free loopback port (a real base uses 1238).
+	DefaultHTTPListen = "127.0.0.1:0"
+	// DefaultHTTPHeartbeatInterval is the Java base's heartbeat period over HTTP.
+	DefaultHTTPHeartbeatInterval = 12 * time.Second
+)
+
+// Transports of Config.Tunnel.
+const (
+	// TunnelMQTT is the arklet's MQTT tunnel (the default).
+	TunnelMQTT = "mqtt"
+	// TunnelHTTP is the arklet's HTTP tunnel: heartbeats posted to Config.HTTPEndpoint,
+	// commands served by the base's own HTTP server, answered synchronously.
+	TunnelHTTP = "http"
 )
 
 // Activation says what a base does when it installs a biz whose name already has an
@@ -78,8 +93,23 @@ func (a Activation) String() string {
 	}
 }
 
-// Config configures one simulated base. Only Identity is required.
+// Config configures one simulated base. Only Identity is required (and HTTPEndpoint for
+// the HTTP tunnel).
 type Config struct {
+	// Tunnel is TunnelMQTT (if empty) or TunnelHTTP.
+	Tunnel string
+	// HTTPEndpoint is the controller's base URL the HTTP tunnel posts heartbeats to
+	// (koupleless.arklet.http.heartbeat.endpoint), e.g. http://127.0.0.1:7777.
+	HTTPEndpoint string
+	// HTTPListen is the address of the base's arklet HTTP server; DefaultHTTPListen if
+	// empty. Its real port is what heartbeats announce.
+	HTTPListen string
+	// HTTPToken, if set, is sent as a bearer token with every heartbeat (as a proxy in
+	// front of a stock base would add it).
+	HTTPToken string
+	// HTTPTLS, if set, is the client TLS configuration for an https:// HTTPEndpoint.
+	HTTPTLS *tls.Config
+
 	// Broker is the broker URL: tcp://host:port, or ssl://host:port for TLS. A tcp:// URL
 	// is switched to ssl:// when TLS is set, as the Java base does when a CA is configured.
 	// Defaults to DefaultBroker.
@@ -107,8 +137,9 @@ type Config struct {
 	Name        string
 	Version     string
 	ClusterName string
-	// LocalIP is the heartbeat's localIP. Defaults to Identity if that is an IP address,
-	// else to an address in 10.0.0.0/8 derived from a hash of Identity.
+	// LocalIP is the heartbeat's localIP. Over HTTP it defaults to the host of HTTPListen
+	// (the address the controller calls back); otherwise to Identity if that is an IP
+	// address, else to an address in 10.0.0.0/8 derived from a hash of Identity.
 	LocalIP string
 	// LocalHostName is the heartbeat's localHostName. Defaults to Identity.
 	LocalHostName string
@@ -193,14 +224,32 @@ func (c Config) withDefaults() Config {
 	if c.ClusterName == "" {
 		c.ClusterName = DefaultClusterName
 	}
-	if c.LocalIP == "" {
-		c.LocalIP = defaultLocalIP(c.Identity)
-	}
 	if c.LocalHostName == "" {
 		c.LocalHostName = c.Identity
 	}
+	if c.Tunnel == "" {
+		c.Tunnel = TunnelMQTT
+	}
+	if c.HTTPListen == "" {
+		c.HTTPListen = DefaultHTTPListen
+	}
+	if c.Tunnel == TunnelHTTP && c.LocalIP == "" {
+		// The controller calls the address a heartbeat announces, and by default only if
+		// the heartbeat came from it: announce the address the server listens on.
+		if host, _, err := net.SplitHostPort(c.HTTPListen); err == nil {
+			if a, err := netip.ParseAddr(host); err == nil && !a.IsUnspecified() {
+				c.LocalIP = a.String()
+			}
+		}
+	}
+	if c.LocalIP == "" {
+		c.LocalIP = defaultLocalIP(c.Identity)
+	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval
+		if c.Tunnel == TunnelHTTP {
+			c.HeartbeatInterval = DefaultHTTPHeartbeatInterval
+		}
 	}
 	if c.MaxMetaspace == 0 {
 		c.MaxMetaspace = DefaultMaxMetaspace
@@ -245,6 +294,21 @@ func (c Config) Validate() error {
 	}
 	if err := protocol.ValidateEnv(c.Env); err != nil {
 		errs = append(errs, fmt.Errorf("env: %w", err))
+	}
+	switch c.Tunnel {
+	case TunnelMQTT:
+	case TunnelHTTP:
+		if u, err := url.Parse(c.HTTPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("http endpoint %q: want http://host:port or https://host:port", c.HTTPEndpoint))
+		}
+		if _, _, err := net.SplitHostPort(c.HTTPListen); err != nil {
+			errs = append(errs, fmt.Errorf("http listen %q: %w", c.HTTPListen, err))
+		}
+		if c.HTTPTLS != nil && c.HTTPTLS.InsecureSkipVerify {
+			errs = append(errs, errors.New("http tls: InsecureSkipVerify is not allowed"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("tunnel %q: want %s or %s", c.Tunnel, TunnelMQTT, TunnelHTTP))
 	}
 	if u, err := url.Parse(c.Broker); err != nil {
 		errs = append(errs, fmt.Errorf("broker %q: %w", c.Broker, err))

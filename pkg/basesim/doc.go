@@ -2,6 +2,11 @@
 // MQTT tunnel) on the wire, for tests, end-to-end runs and benchmarks of the
 // controller.
 //
+// With Config.Tunnel TunnelHTTP a Base speaks the arklet HTTP tunnel instead: it serves
+// POST /<command> on its own HTTP server (answered synchronously, an install once the biz
+// started), posts a bare heartbeat announcing that server's real port to
+// Config.HTTPEndpoint every HeartbeatInterval, and never asks for a baseline.
+//
 // A Base connects to an MQTT broker the way a real base does (client id
 // "<prefix>@@@<identity>", clean session, automatic reconnect, QoS 1
 // subscriptions to koupleless_<env>/<identity>/+ and …/base/baseline made in

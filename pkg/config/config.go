@@ -54,6 +54,20 @@ const (
 	DefaultKubeletPort = 10250
 )
 
+// HTTP tunnel (issue 16): bases without a broker post heartbeats to the
+// controller and are called back at the address they announce.
+const (
+	// DefaultHTTPTunnelListen is the 2.2 controller's port
+	// (HTTP_TUNNEL_LISTEN_PORT=7777).
+	DefaultHTTPTunnelListen = ":7777"
+	// DefaultHTTPTunnelInstallTimeout bounds one installBiz or uninstallBiz
+	// call: the arklet answers an install once the module started.
+	DefaultHTTPTunnelInstallTimeout = 5 * time.Minute
+	// DefaultHTTPTunnelMaxInFlight bounds the install and uninstall calls
+	// running at once per base.
+	DefaultHTTPTunnelMaxInFlight = 4
+)
+
 // Cluster mode (issue 15): several replicas share the bases through Leases.
 // A crashed replica's bases are served again about DefaultClusterLeaseDuration
 // plus one DefaultClusterRetryPeriod after its last renewal; each base adds
@@ -206,6 +220,28 @@ type Options struct {
 	// BaseContainer is the container of a base's Pod whose logs a module
 	// pod shows; empty: the first.
 	BaseContainer string
+	// MQTTTunnel serves bases over MQTT (the embedded or an external
+	// broker); off, only the HTTP tunnel runs.
+	MQTTTunnel bool
+	// HTTPTunnel serves bases over the arklet's HTTP tunnel.
+	HTTPTunnel bool
+	// HTTPTunnelListen is the HTTP tunnel's listen address; a bare port
+	// (the 2.2 controller's HTTP_TUNNEL_LISTEN_PORT) means every interface.
+	HTTPTunnelListen string
+	// HTTPTunnelInstallTimeout bounds one install or uninstall call.
+	HTTPTunnelInstallTimeout time.Duration
+	// HTTPTunnelMaxInFlight bounds the install and uninstall calls per base.
+	HTTPTunnelMaxInFlight int
+	// HTTPTunnelToken, if set, is the bearer token every request must carry.
+	HTTPTunnelToken string
+	// HTTPTunnelTLSCertPath and HTTPTunnelTLSKeyPath make the HTTP tunnel
+	// HTTPS only.
+	HTTPTunnelTLSCertPath, HTTPTunnelTLSKeyPath string
+	// HTTPTunnelClientCAPath requires client certificates it signed (mTLS).
+	HTTPTunnelClientCAPath string
+	// HTTPTunnelAllowForeignIP accepts heartbeats whose localIP is not the
+	// address they came from (bases behind NAT).
+	HTTPTunnelAllowForeignIP bool
 
 	// envErrors are environment values that could not be parsed.
 	envErrors []error
@@ -276,6 +312,16 @@ var settings = []setting{
 	{"kubelet-tls-key", "KUBELET_TLS_KEY"},
 	{"kubelet-client-ca", "KUBELET_CLIENT_CA"},
 	{"base-container", "BASE_CONTAINER"},
+	{"mqtt-tunnel", "MQTT_TUNNEL"},
+	{"http-tunnel", "HTTP_TUNNEL"},
+	{"http-tunnel-listen", "HTTP_TUNNEL_LISTEN_PORT"},
+	{"http-tunnel-install-timeout", "HTTP_TUNNEL_INSTALL_TIMEOUT"},
+	{"http-tunnel-max-in-flight", "HTTP_TUNNEL_MAX_IN_FLIGHT"},
+	{"http-tunnel-token", "HTTP_TUNNEL_TOKEN"},
+	{"http-tunnel-tls-crt-path", "HTTP_TUNNEL_TLS_CRT_PATH"},
+	{"http-tunnel-tls-key-path", "HTTP_TUNNEL_TLS_KEY_PATH"},
+	{"http-tunnel-client-ca-path", "HTTP_TUNNEL_CLIENT_CA_PATH"},
+	{"http-tunnel-allow-foreign-ip", "HTTP_TUNNEL_ALLOW_FOREIGN_IP"},
 }
 
 // AddFlags registers every setting on fs with its default. Each help text
@@ -330,6 +376,16 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.BaseMessageBurst, "base-message-burst", DefaultBaseMessageBurst, "burst of messages accepted from one base above --base-message-rate")
 	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", DefaultMaxClockSkew, "how far ahead of this clock a base's timestamps may be: later messages are dropped (a forged or replayed message, or a clock to fix)")
 	fs.BoolVar(&o.AllowLoopbackBaseIP, "allow-loopback-base-ip", false, "accept bases whose heartbeat's localIP is a loopback address (development only: it becomes the node address and every pod IP)")
+	fs.BoolVar(&o.MQTTTunnel, "mqtt-tunnel", true, "serve bases over MQTT (the embedded broker, or --mqtt-broker); false runs the HTTP tunnel alone")
+	fs.BoolVar(&o.HTTPTunnel, "http-tunnel", false, "serve bases over the arklet's HTTP tunnel too: heartbeats posted to --http-tunnel-listen, commands called at the address each heartbeat announces (docs/http-tunnel.md)")
+	fs.StringVar(&o.HTTPTunnelListen, "http-tunnel-listen", DefaultHTTPTunnelListen, "listen address of the HTTP tunnel; a bare port (the 2.2 controller's HTTP_TUNNEL_LISTEN_PORT) listens on every interface")
+	fs.DurationVar(&o.HTTPTunnelInstallTimeout, "http-tunnel-install-timeout", DefaultHTTPTunnelInstallTimeout, "give up one installBiz or uninstallBiz call over HTTP after this long (the base answers an install only when the module has started)")
+	fs.IntVar(&o.HTTPTunnelMaxInFlight, "http-tunnel-max-in-flight", DefaultHTTPTunnelMaxInFlight, "install and uninstall calls running at once per base over HTTP; more are retried later")
+	fs.StringVar(&o.HTTPTunnelToken, "http-tunnel-token", "", "bearer token every HTTP tunnel request must carry (a stock base sends none: use it behind a proxy that adds it; prefer the environment variable)")
+	fs.StringVar(&o.HTTPTunnelTLSCertPath, "http-tunnel-tls-crt-path", "", "PEM server certificate; makes the HTTP tunnel HTTPS only")
+	fs.StringVar(&o.HTTPTunnelTLSKeyPath, "http-tunnel-tls-key-path", "", "PEM key of the HTTP tunnel's server certificate")
+	fs.StringVar(&o.HTTPTunnelClientCAPath, "http-tunnel-client-ca-path", "", "PEM CA; the HTTP tunnel then requires client certificates it signed (mTLS)")
+	fs.BoolVar(&o.HTTPTunnelAllowForeignIP, "http-tunnel-allow-foreign-ip", false, "accept HTTP heartbeats whose localIP is not the address they come from (bases behind NAT); off, a heartbeat can only direct commands to its own sender")
 	fs.IntVar(&o.PodWorkers, "pod-workers", DefaultPodWorkers, "workers of each queue of the pod controller that all virtual nodes share (pods to bases, status to the API server, deletions)")
 	fs.DurationVar(&o.NodeStatusInterval, "node-status-interval", DefaultNodeStatusInterval, "rewrite an unchanged node status this often (changes are written at once)")
 	fs.DurationVar(&o.CommandTimeout, "command-timeout", DefaultCommandTimeout, "give up publishing one command to a base after this long")
@@ -377,9 +433,14 @@ func (o *Options) ApplyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)
 	}
 }
 
-// Normalize lower-cases the env, as the base does.
+// Normalize lower-cases the env, as the base does, and turns a bare
+// --http-tunnel-listen port into ":<port>".
 func (o *Options) Normalize() {
 	o.Env = strings.ToLower(strings.TrimSpace(o.Env))
+	o.HTTPTunnelListen = strings.TrimSpace(o.HTTPTunnelListen)
+	if _, err := strconv.Atoi(o.HTTPTunnelListen); err == nil {
+		o.HTTPTunnelListen = ":" + o.HTTPTunnelListen
+	}
 }
 
 // Validate returns every problem of the settings at once.
@@ -388,7 +449,10 @@ func (o *Options) Validate() error {
 	if o.Env == "" || strings.ContainsAny(o.Env, "/+#") {
 		errs = append(errs, fmt.Errorf("--env %q must be non-empty and free of '/', '+' and '#'", o.Env))
 	}
-	if o.MQTTBroker != "" {
+	switch {
+	case !o.MQTTTunnel:
+		// No broker, embedded or external: nothing of it to check.
+	case o.MQTTBroker != "":
 		if strings.Contains(o.MQTTBroker, "://") {
 			if u, err := url.Parse(o.MQTTBroker); err != nil || u.Host == "" {
 				errs = append(errs, fmt.Errorf("--mqtt-broker %q is not a host name or URL", o.MQTTBroker))
@@ -397,9 +461,10 @@ func (o *Options) Validate() error {
 		if o.MQTTPort < 1 || o.MQTTPort > 65535 {
 			errs = append(errs, fmt.Errorf("--mqtt-port %d is not a port", o.MQTTPort))
 		}
-	} else {
+	default:
 		errs = append(errs, o.validateEmbeddedBroker()...)
 	}
+	errs = append(errs, o.validateHTTPTunnel()...)
 	if o.MaxBases < 1 {
 		errs = append(errs, fmt.Errorf("--max-bases %d must be positive", o.MaxBases))
 	}
@@ -473,6 +538,45 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--log-level %q is not one of trace, debug, info, warn, error", o.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// validateHTTPTunnel checks the settings of the HTTP tunnel.
+func (o *Options) validateHTTPTunnel() []error {
+	var errs []error
+	if !o.MQTTTunnel && !o.HTTPTunnel {
+		errs = append(errs, errors.New("--mqtt-tunnel=false needs --http-tunnel: bases need a transport"))
+	}
+	if !o.HTTPTunnel {
+		return errs
+	}
+	if _, _, err := net.SplitHostPort(o.HTTPTunnelListen); err != nil {
+		errs = append(errs, fmt.Errorf("--http-tunnel-listen %q: %w", o.HTTPTunnelListen, err))
+	}
+	if o.HTTPTunnelInstallTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--http-tunnel-install-timeout %s must be positive", o.HTTPTunnelInstallTimeout))
+	}
+	if o.HTTPTunnelMaxInFlight < 1 {
+		errs = append(errs, fmt.Errorf("--http-tunnel-max-in-flight %d must be positive", o.HTTPTunnelMaxInFlight))
+	}
+	if (o.HTTPTunnelTLSCertPath == "") != (o.HTTPTunnelTLSKeyPath == "") {
+		errs = append(errs, errors.New("--http-tunnel-tls-crt-path and --http-tunnel-tls-key-path go together"))
+	}
+	if o.HTTPTunnelClientCAPath != "" && o.HTTPTunnelTLSCertPath == "" {
+		errs = append(errs, errors.New("--http-tunnel-client-ca-path needs TLS: set --http-tunnel-tls-crt-path"))
+	}
+	for name, path := range map[string]string{"--http-tunnel-tls-crt-path": o.HTTPTunnelTLSCertPath,
+		"--http-tunnel-tls-key-path": o.HTTPTunnelTLSKeyPath, "--http-tunnel-client-ca-path": o.HTTPTunnelClientCAPath} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	if o.ClusterMode {
+		errs = append(errs, errors.New("--http-tunnel does not support --cluster-mode: each heartbeat reaches one replica, so the replicas cannot share the bases"))
+	}
+	return errs
 }
 
 // validateCluster checks the settings of cluster mode.

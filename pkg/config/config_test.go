@@ -186,3 +186,25 @@ func TestKubeletSettings(t *testing.T) {
 		require.ErrorContains(t, err, want)
 	}
 }
+
+func TestHTTPTunnelSettings(t *testing.T) {
+	o := parse(t, []string{"--http-tunnel"}, map[string]string{"HTTP_TUNNEL_LISTEN_PORT": "7778"})
+	require.NoError(t, o.Validate())
+	require.True(t, o.MQTTTunnel, "MQTT stays on beside HTTP")
+	require.Equal(t, ":7778", o.HTTPTunnelListen, "the 2.2 controller's bare port")
+	require.Equal(t, DefaultHTTPTunnelInstallTimeout, o.HTTPTunnelInstallTimeout)
+
+	// HTTP alone: no broker settings are checked, not even the embedded broker's.
+	o = parse(t, []string{"--http-tunnel", "--mqtt-tunnel=false", "--embedded-broker-address=0.0.0.0:1883", "--http-tunnel-listen=127.0.0.1:0"}, nil)
+	require.NoError(t, o.Validate())
+
+	o = parse(t, []string{"--mqtt-tunnel=false"}, nil)
+	require.ErrorContains(t, o.Validate(), "needs --http-tunnel")
+
+	o = parse(t, []string{"--http-tunnel", "--http-tunnel-listen=nope", "--http-tunnel-max-in-flight=0", "--http-tunnel-install-timeout=0s",
+		"--http-tunnel-tls-key-path=/nonexistent", "--http-tunnel-client-ca-path=/nonexistent", "--cluster-mode", "--mqtt-broker=b", "--client-id=a"}, nil)
+	err := o.Validate()
+	for _, want := range []string{"--http-tunnel-listen", "--http-tunnel-max-in-flight", "--http-tunnel-install-timeout", "go together", "needs TLS", "/nonexistent", "--cluster-mode"} {
+		require.ErrorContains(t, err, want)
+	}
+}

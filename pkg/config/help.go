@@ -25,6 +25,11 @@ var Groups = []Group{
 		"mqtt-client-crt-path", "mqtt-client-key-path", "mqtt-client-prefix", "client-id",
 		"embedded-broker-address", "message-max-age", "mqtt-max-message-bytes", "command-timeout",
 	}},
+	{"HTTP tunnel", []string{
+		"http-tunnel", "http-tunnel-listen", "http-tunnel-install-timeout", "http-tunnel-max-in-flight",
+		"http-tunnel-token", "http-tunnel-tls-crt-path", "http-tunnel-tls-key-path", "http-tunnel-client-ca-path",
+		"http-tunnel-allow-foreign-ip", "mqtt-tunnel",
+	}},
 	{"Embedded MQTT broker security", []string{
 		"embedded-broker-password-file", "embedded-broker-max-packet-size", "embedded-broker-tls-crt-path",
 		"embedded-broker-tls-key-path", "embedded-broker-client-ca-path",
