@@ -270,7 +270,13 @@ func TestNonPeerZoneSpread(t *testing.T) {
 // anti-affinity: replicas on distinct bases, a deleted pod replaced and its
 // biz uninstalled, scale up and down to zero reflected at the bases.
 func TestNonPeerReplicaSet(t *testing.T) {
-	e := newEnv(t, "mosquitto")
+	for _, kind := range []string{"mosquitto", httpKind} {
+		t.Run(kind, func(t *testing.T) { testNonPeerReplicaSet(t, kind) })
+	}
+}
+
+func testNonPeerReplicaSet(t *testing.T, kind string) {
+	e := newEnv(t, kind)
 	bases := map[string]*basesim.Base{}
 	for _, id := range []string{"10.25.0.1", "10.25.0.2", "10.25.0.3"} {
 		bases[id] = e.startBase(id, nil)

@@ -54,6 +54,9 @@ func TestRollingUpdate(t *testing.T) {
 		{name: "spare-bases/surge1-unavailable0", broker: "embedded", bases: 5, replicas: 3, maxSurge: 1, maxUnavail: 0},
 		{name: "spare-bases/surge2-unavailable1", broker: "mosquitto", bases: 5, replicas: 3, maxSurge: 2, maxUnavail: 1,
 			installDelay: 300 * time.Millisecond},
+		// The same install-before-remove rollout over the arklet HTTP tunnel.
+		{name: "http/surge1-unavailable0", broker: httpKind, bases: 5, replicas: 3, maxSurge: 1, maxUnavail: 0,
+			installDelay: 300 * time.Millisecond},
 		// One pod per base on every base: the new version lands next to the
 		// old one, which the bases must keep active (multi-version bases).
 		{name: "multi-version-bases/surge1-unavailable0", broker: "mosquitto", bases: 5, replicas: 5, maxSurge: 1, maxUnavail: 0,

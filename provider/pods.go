@@ -2,13 +2,13 @@ package provider
 
 import (
 	"context"
+	"reflect"
 	"sort"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/virtual-kubelet/virtual-kubelet/log"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/moduleops/module-controller/pkg/protocol"
@@ -144,7 +144,7 @@ func (p *Provider) changedPods() []*corev1.Pod {
 		// Most wake-ups change nothing (a biz list that says what the last
 		// one said): compare the status before copying the pod.
 		st := p.statusOf(e)
-		if e.notified != nil && equality.Semantic.DeepEqual(*e.notified, st) {
+		if e.notified != nil && reflect.DeepEqual(*e.notified, st) { // both built here: no semantic equality needed
 			continue
 		}
 		pod := e.pod.DeepCopy()
