@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/provider"
@@ -193,6 +194,13 @@ func (c *Controller) runPodController(ctx context.Context) error {
 		// the provider resolves it; resolving the rest would need a
 		// cluster-wide watch of Secrets and ConfigMaps.
 		SkipDownwardAPIResolution: true,
+		// Per-item backoff only. virtual-kubelet's default adds a 10 per
+		// second bucket per queue, made for one node: shared by every base
+		// it would cap the whole fleet at 10 pod syncs and 10 status writes
+		// a second. The API client's QPS is the process-wide bound.
+		SyncPodsFromKubernetesRateLimiter:    podRetryLimiter(),
+		DeletePodsFromKubernetesRateLimiter:  podRetryLimiter(),
+		SyncPodStatusFromProviderRateLimiter: podRetryLimiter(),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the pod controller: %w", err)
@@ -211,6 +219,13 @@ func (c *Controller) runPodController(ctx context.Context) error {
 		}
 	})
 	return nil
+}
+
+// podRetryLimiter is the rate limiter of each pod controller queue: the
+// per-item exponential backoff of client-go's default controller limiter,
+// without its overall bucket.
+func podRetryLimiter() workqueue.TypedRateLimiter[any] {
+	return workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, 1000*time.Second)
 }
 
 // adoptNodes starts a virtual node controller for every existing node of this
