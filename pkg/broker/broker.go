@@ -129,6 +129,9 @@ type Broker struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	// gate orders Close after every finished client establishment (see
+	// closeSafely.Serve); shared with the listeners.
+	gate *sync.Mutex
 }
 
 // New validates cfg, creates the broker and binds its listener, so that a bad
@@ -188,20 +191,21 @@ func New(cfg Config) (*Broker, error) {
 	if err := s.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("add auth hook: %w", err)
 	}
-	l := closeSafely{listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Address, TLSConfig: cfg.TLS}), s}
+	gate := &sync.Mutex{}
+	l := closeSafely{listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Address, TLSConfig: cfg.TLS}), s, gate}
 	if err := s.AddListener(l); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Address, err)
 	}
 	var localAddr string
 	if cfg.LocalAddress != "" {
-		local := closeSafely{listeners.NewTCP(listeners.Config{ID: "local", Address: cfg.LocalAddress}), s}
+		local := closeSafely{listeners.NewTCP(listeners.Config{ID: "local", Address: cfg.LocalAddress}), s, gate}
 		if err := s.AddListener(local); err != nil {
 			_ = s.Close()
 			return nil, fmt.Errorf("listen on %s: %w", cfg.LocalAddress, err)
 		}
 		localAddr = local.Address()
 	}
-	return &Broker{server: s, addr: l.Address(), localAddr: localAddr, log: h, anonymous: hook.anonymous, acl: cfg.ACL != nil, users: hook.users, closed: make(chan struct{})}, nil
+	return &Broker{server: s, addr: l.Address(), localAddr: localAddr, log: h, anonymous: hook.anonymous, acl: cfg.ACL != nil, users: hook.users, closed: make(chan struct{}), gate: gate}, nil
 }
 
 // Addr returns the address the broker is bound to, with the real port when
@@ -247,7 +251,9 @@ func (b *Broker) Run(ctx context.Context) error {
 func (b *Broker) Close() {
 	b.closeOnce.Do(func() {
 		// mochi's Close always returns nil; it closes the listener and clients.
+		b.gate.Lock()
 		_ = b.server.Close()
+		b.gate.Unlock()
 		close(b.closed)
 	})
 }
@@ -260,6 +266,20 @@ func (b *Broker) Close() {
 type closeSafely struct {
 	*listeners.TCP
 	server *mqtt.Server
+	gate   *sync.Mutex
+}
+
+// Serve accepts connections. Each client's establishment ends by taking and
+// releasing gate, which Close holds while it closes the server: mochi's
+// Close writes server state that establishing a client read, with nothing
+// ordering the two (the race detector flagged it in CI).
+func (l closeSafely) Serve(establish listeners.EstablishFn) {
+	l.TCP.Serve(func(id string, c net.Conn) error {
+		err := establish(id, c)
+		l.gate.Lock()
+		l.gate.Unlock() //nolint:staticcheck // an empty critical section: only the ordering matters
+		return err
+	})
 }
 
 // Close stops the listener and disconnects the clients it accepted.
