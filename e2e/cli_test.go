@@ -90,7 +90,7 @@ func TestControllerEndpoints(t *testing.T) {
 		code, body = get("/readyz")
 		return code == http.StatusServiceUnavailable
 	}, waitLong, poll, "/readyz still %d after the broker stopped", code)
-	require.Contains(t, body, "not connected to the MQTT broker")
+	require.Contains(t, body, "tunnel not connected")
 	code, _ = get("/healthz")
 	require.Equal(t, http.StatusOK, code, "liveness does not depend on the broker")
 

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 )
 
 // FakeKubelet stands in for the kubelet of one real Node: an HTTPS server on
@@ -98,7 +100,7 @@ func StartFakeKubelet(t testing.TB, c *Cluster) *FakeKubelet {
 		_ = c.Client.CoreV1().Nodes().Delete(context.WithoutCancel(t.Context()), k.Node, metav1.DeleteOptions{})
 	})
 	now := metav1.Now()
-	node.Status = corev1.NodeStatus{
+	status := corev1.NodeStatus{
 		Addresses: []corev1.NodeAddress{
 			{Type: corev1.NodeInternalIP, Address: "127.0.0.1"},
 			{Type: corev1.NodeHostName, Address: "127.0.0.1"},
@@ -109,7 +111,19 @@ func StartFakeKubelet(t testing.TB, c *Cluster) *FakeKubelet {
 			LastHeartbeatTime: now, LastTransitionTime: now,
 		}},
 	}
-	if _, err := c.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+	// The node controller of kube-controller-manager writes new nodes too
+	// (taints): on a conflict, read the node again and retry.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		node.Status = status
+		_, err := c.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			if fresh, getErr := c.Client.CoreV1().Nodes().Get(ctx, k.Node, metav1.GetOptions{}); getErr == nil {
+				node = fresh
+			}
+		}
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	return k

@@ -614,10 +614,24 @@ func (o *Ownership) renewMember(ctx context.Context, now time.Time) {
 	o.setMemberRenewed(now)
 }
 
+// setMemberRenewed records a successful member renewal that started at now.
+// A renewal after the member Lease lapsed (this replica was stopped or cut
+// off from the API server past its renew deadline) first drops every base
+// held: another replica may have taken them meanwhile, and Owns must not say
+// yes again before the round has read their Leases; the round takes back
+// those still held under this identity.
 func (o *Ownership) setMemberRenewed(now time.Time) {
 	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.memberFreshLocked(now) {
+		for id := range o.held {
+			delete(o.held, id)
+			o.markChanged(id)
+			o.metrics.handovers.WithLabelValues("lost", CauseRenewFailed).Inc()
+		}
+		o.metrics.owned.Set(float64(len(o.held)))
+	}
 	o.memberRenewedAt = now
-	o.mu.Unlock()
 }
 
 // releaseAll stops acting on every base at once, then releases their

@@ -341,6 +341,12 @@ func TestStalledReplicaStopsBeforeExpiry(t *testing.T) {
 	// Resumed: its first round finds every base taken and gains nothing;
 	// the two then share the bases again through released Leases.
 	delete(c.stalled, "mc-1")
+	// Its member Lease renewed again, it acts on none of its old bases
+	// before the round has read their Leases.
+	c.byID["mc-1"].renewMember(t.Context(), c.clock.Now())
+	for _, b := range mine {
+		require.False(t, c.byID["mc-1"].Owns(b), "a resumed replica acts on %s once its member Lease is renewed", b)
+	}
 	c.byID["mc-1"].round(t.Context())
 	c.requireAtMostOneOwner(bases)
 	for range 4 {
