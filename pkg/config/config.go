@@ -558,21 +558,9 @@ func (o *Options) validateHTTPTunnel() []error {
 	if o.HTTPTunnelMaxInFlight < 1 {
 		errs = append(errs, fmt.Errorf("--http-tunnel-max-in-flight %d must be positive", o.HTTPTunnelMaxInFlight))
 	}
-	if (o.HTTPTunnelTLSCertPath == "") != (o.HTTPTunnelTLSKeyPath == "") {
-		errs = append(errs, errors.New("--http-tunnel-tls-crt-path and --http-tunnel-tls-key-path go together"))
-	}
-	if o.HTTPTunnelClientCAPath != "" && o.HTTPTunnelTLSCertPath == "" {
-		errs = append(errs, errors.New("--http-tunnel-client-ca-path needs TLS: set --http-tunnel-tls-crt-path"))
-	}
-	for name, path := range map[string]string{"--http-tunnel-tls-crt-path": o.HTTPTunnelTLSCertPath,
-		"--http-tunnel-tls-key-path": o.HTTPTunnelTLSKeyPath, "--http-tunnel-client-ca-path": o.HTTPTunnelClientCAPath} {
-		if path == "" {
-			continue
-		}
-		if _, err := os.Stat(path); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-		}
-	}
+	errs = append(errs, serverTLSFiles(
+		tlsFile{"--http-tunnel-tls-crt-path", o.HTTPTunnelTLSCertPath}, tlsFile{"--http-tunnel-tls-key-path", o.HTTPTunnelTLSKeyPath},
+		tlsFile{"--http-tunnel-client-ca-path", o.HTTPTunnelClientCAPath}, true)...)
 	if o.ClusterMode {
 		errs = append(errs, errors.New("--http-tunnel does not support --cluster-mode: each heartbeat reaches one replica, so the replicas cannot share the bases"))
 	}
@@ -623,15 +611,34 @@ func (o *Options) validateKubelet() []error {
 	if o.KubeletAddress != "" && net.ParseIP(o.KubeletAddress) == nil && strings.ContainsAny(o.KubeletAddress, ":/ ") {
 		errs = append(errs, fmt.Errorf("--kubelet-address %q must be an IP or a DNS name, without port or scheme", o.KubeletAddress))
 	}
-	if (o.KubeletTLSCertPath == "") != (o.KubeletTLSKeyPath == "") {
-		errs = append(errs, errors.New("--kubelet-tls-cert and --kubelet-tls-key go together"))
+	// Without a certificate the kubelet API serves a self-signed one; the
+	// client CA works with either.
+	errs = append(errs, serverTLSFiles(
+		tlsFile{"--kubelet-tls-cert", o.KubeletTLSCertPath}, tlsFile{"--kubelet-tls-key", o.KubeletTLSKeyPath},
+		tlsFile{"--kubelet-client-ca", o.KubeletClientCAPath}, false)...)
+	return errs
+}
+
+// tlsFile is a setting naming a PEM file.
+type tlsFile struct{ flag, path string }
+
+// serverTLSFiles checks the files of a TLS server: certificate and key are
+// set together, every file set exists, and, when caNeedsCert, a client CA
+// comes with the server's own certificate.
+func serverTLSFiles(cert, key, ca tlsFile, caNeedsCert bool) []error {
+	var errs []error
+	if (cert.path == "") != (key.path == "") {
+		errs = append(errs, fmt.Errorf("%s and %s go together", cert.flag, key.flag))
 	}
-	for name, path := range map[string]string{"--kubelet-tls-cert": o.KubeletTLSCertPath, "--kubelet-tls-key": o.KubeletTLSKeyPath, "--kubelet-client-ca": o.KubeletClientCAPath} {
-		if path == "" {
+	if caNeedsCert && ca.path != "" && cert.path == "" {
+		errs = append(errs, fmt.Errorf("%s needs TLS: set %s", ca.flag, cert.flag))
+	}
+	for _, f := range []tlsFile{cert, key, ca} {
+		if f.path == "" {
 			continue
 		}
-		if _, err := os.Stat(path); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.flag, err))
 		}
 	}
 	return errs
@@ -661,21 +668,9 @@ func (o *Options) validateEmbeddedBroker() []error {
 	if o.EmbeddedBrokerMaxPacketSize < 1024 || o.EmbeddedBrokerMaxPacketSize > 268435455 {
 		errs = append(errs, fmt.Errorf("--embedded-broker-max-packet-size %d must be at least 1024 and at most 268435455", o.EmbeddedBrokerMaxPacketSize))
 	}
-	if (o.EmbeddedBrokerTLSCertPath == "") != (o.EmbeddedBrokerTLSKeyPath == "") {
-		errs = append(errs, errors.New("--embedded-broker-tls-crt-path and --embedded-broker-tls-key-path go together"))
-	}
-	if o.EmbeddedBrokerClientCAPath != "" && o.EmbeddedBrokerTLSCertPath == "" {
-		errs = append(errs, errors.New("--embedded-broker-client-ca-path needs TLS: set --embedded-broker-tls-crt-path"))
-	}
-	for name, path := range map[string]string{"--embedded-broker-tls-crt-path": o.EmbeddedBrokerTLSCertPath,
-		"--embedded-broker-tls-key-path": o.EmbeddedBrokerTLSKeyPath, "--embedded-broker-client-ca-path": o.EmbeddedBrokerClientCAPath} {
-		if path == "" {
-			continue
-		}
-		if _, err := os.Stat(path); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-		}
-	}
+	errs = append(errs, serverTLSFiles(
+		tlsFile{"--embedded-broker-tls-crt-path", o.EmbeddedBrokerTLSCertPath}, tlsFile{"--embedded-broker-tls-key-path", o.EmbeddedBrokerTLSKeyPath},
+		tlsFile{"--embedded-broker-client-ca-path", o.EmbeddedBrokerClientCAPath}, true)...)
 	return errs
 }
 
