@@ -91,12 +91,7 @@ unit:
 ## fuzz: run every Go fuzz target for FUZZTIME each (default 20s); a failing input lands in its package's testdata/fuzz to commit
 .PHONY: fuzz
 fuzz:
-	@for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./.cache/' | xargs -n1 dirname | sort -u); do \
-		for target in $$(grep -h -o '^func Fuzz[A-Za-z0-9_]*' "$$dir"/*_test.go | cut -d' ' -f2 | sort); do \
-			echo "fuzz $$dir $$target for $(FUZZTIME)"; \
-			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $(FUZZ_FLAGS) "$$dir" || exit 1; \
-		done; \
-	done
+	@GO=$(GO) FUZZ_FLAGS="$(FUZZ_FLAGS)" hack/fuzz.sh $(FUZZTIME)
 
 ## e2e: e2e tests against a real control plane and brokers (builds what is missing)
 .PHONY: e2e
