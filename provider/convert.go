@@ -18,12 +18,20 @@ const EnvBizVersion = "BIZ_VERSION"
 // Container state reasons and pod Event reasons, as `kubectl describe pod`
 // shows them.
 const (
-	ReasonBizInstalling     = "BizInstalling"
-	ReasonBizInstalled      = "BizInstalled"
-	ReasonBizInstallFailed  = "BizInstallFailed"
-	ReasonBizBroken         = "BizBroken"
-	ReasonBizDeactivated    = "BizDeactivated"
-	ReasonBizDeactivate     = "BizDeactivate"
+	ReasonBizInstalling    = "BizInstalling"
+	ReasonBizInstalled     = "BizInstalled"
+	ReasonBizInstallFailed = "BizInstallFailed"
+	ReasonBizBroken        = "BizBroken"
+	// ReasonBizInactive (value BizDeactivated) is a waiting container's
+	// reason while the base reports the biz DEACTIVATED and no other version
+	// of it is active there: installed, not serving; the pod stays Pending.
+	ReasonBizInactive = "BizDeactivated"
+	// ReasonBizSuperseded (value BizDeactivate, the reference controller's)
+	// marks a pod whose biz the base deactivated because another version of
+	// the same name became active there: the container terminates, the pod
+	// turns Failed with this reason and a Warning Event; batch updates key
+	// on it.
+	ReasonBizSuperseded     = "BizDeactivate"
 	ReasonBizStopped        = "BizStopped"
 	ReasonBizUninstalled    = "BizUninstalled"
 	ReasonBizUninstalling   = "BizUninstalling"
@@ -181,7 +189,7 @@ func containerStatus(v containerView, prev *corev1.ContainerStatus) corev1.Conta
 		// Uninstalled, or found absent: either way it is off the base.
 		return terminated(ReasonBizUninstalled, v.spec.key()+" is no longer on the base", 0, v.uninstalled)
 	case v.superseded():
-		return terminated(ReasonBizDeactivate, fmt.Sprintf("%s was deactivated: %s is the active version on this base", v.spec.key(), v.activeOther), 1, v.record.changed)
+		return terminated(ReasonBizSuperseded, fmt.Sprintf("%s was deactivated: %s is the active version on this base", v.spec.key(), v.activeOther), 1, v.record.changed)
 	case v.uninstall != "":
 		return waiting(ReasonBizUninstalling, v.uninstall)
 	case v.record == nil && v.failure != "":
@@ -204,7 +212,7 @@ func containerStatus(v containerView, prev *corev1.ContainerStatus) corev1.Conta
 	case protocol.BizStopped:
 		return terminated(ReasonBizStopped, orDefault(r.message, "the base stopped the biz"), 0, r.changed)
 	case protocol.BizDeactivated:
-		return waiting(ReasonBizDeactivated, orDefault(r.message, "the biz is installed but not active"))
+		return waiting(ReasonBizInactive, orDefault(r.message, "the biz is installed but not active"))
 	default:
 		return waiting(ReasonBizInstalling, fmt.Sprintf("the base reports state %q", r.state))
 	}
@@ -265,7 +273,7 @@ func podStatus(pod *corev1.Pod, views []containerView, base podBase, start, now 
 	switch {
 	case deactivated != nil:
 		st.Phase = corev1.PodFailed
-		st.Reason = ReasonBizDeactivate
+		st.Reason = ReasonBizSuperseded
 		st.Message = fmt.Sprintf("biz %s was deactivated on this base: %s is active", deactivated.spec.key(), deactivated.activeOther)
 	case n > 0 && terminated == n && uninstalled == n:
 		st.Phase = corev1.PodSucceeded

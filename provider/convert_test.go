@@ -210,7 +210,7 @@ func TestContainerStatus(t *testing.T) {
 			v.record = record(protocol.BizDeactivated, tA, "start but is deactivated")
 			return v
 		},
-		want: waiting(ReasonBizDeactivated, "start but is deactivated"),
+		want: waiting(ReasonBizInactive, "start but is deactivated"),
 	}, {
 		name: "DEACTIVATED while another version is ACTIVATED",
 		view: func(v containerView) containerView {
@@ -218,7 +218,7 @@ func TestContainerStatus(t *testing.T) {
 			v.activeOther = "biz1:0.0.2"
 			return v
 		},
-		want: terminated(ReasonBizDeactivate, "biz1:0.0.1 was deactivated: biz1:0.0.2 is the active version on this base", 1, tA, tA),
+		want: terminated(ReasonBizSuperseded, "biz1:0.0.1 was deactivated: biz1:0.0.2 is the active version on this base", 1, tA, tA),
 	}, {
 		name: "DEACTIVATED after running keeps the start time",
 		view: func(v containerView) containerView {
@@ -227,7 +227,7 @@ func TestContainerStatus(t *testing.T) {
 			return v
 		},
 		prev: &corev1.ContainerStatus{Name: "biz1", RestartCount: 2, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(t0.Add(-2 * time.Hour))}}},
-		want: terminated(ReasonBizDeactivate, "biz1:0.0.1 was deactivated: biz1:0.0.2 is the active version on this base", 1, t0.Add(-2*time.Hour), tA),
+		want: terminated(ReasonBizSuperseded, "biz1:0.0.1 was deactivated: biz1:0.0.2 is the active version on this base", 1, t0.Add(-2*time.Hour), tA),
 	}, {
 		name: "BROKEN shows the first line of the message",
 		view: func(v containerView) containerView {
@@ -341,7 +341,7 @@ func TestPodStatusPhase(t *testing.T) {
 				v.activeOther = "biz1:0.0.2"
 				return v
 			},
-			single: corev1.PodFailed, singleWhy: ReasonBizDeactivate, withRunning: corev1.PodFailed,
+			single: corev1.PodFailed, singleWhy: ReasonBizSuperseded, withRunning: corev1.PodFailed,
 		},
 		{name: "BROKEN", view: withRecord(protocol.BizBroken, stackTrace), single: corev1.PodPending, withRunning: corev1.PodRunning},
 		{name: "STOPPED", view: withRecord(protocol.BizStopped, ""), single: corev1.PodSucceeded, withRunning: corev1.PodRunning},
@@ -377,7 +377,7 @@ func TestPodStatusPhase(t *testing.T) {
 					require.Equal(t, tt.singleWhy, st.Reason)
 				}
 				if want == corev1.PodFailed {
-					require.Equal(t, ReasonBizDeactivate, st.Reason)
+					require.Equal(t, ReasonBizSuperseded, st.Reason)
 					require.Equal(t, "biz biz1:0.0.1 was deactivated on this base: biz1:0.0.2 is active", st.Message)
 				}
 				require.Equal(t, boolCondition(ready), podCondition(t, st, corev1.PodReady).Status)

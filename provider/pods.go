@@ -292,7 +292,7 @@ func (p *Provider) recordTransitions(e *podEntry, pod *corev1.Pod) {
 			reason, message = ReasonBizInstalled, "biz "+cs.Name+" is active on the base"
 		case cs.State.Terminated != nil:
 			reason, message = cs.State.Terminated.Reason, cs.State.Terminated.Message
-			warn = reason == ReasonBizDeactivate
+			warn = reason == ReasonBizSuperseded
 		case cs.State.Waiting != nil:
 			reason, message = cs.State.Waiting.Reason, cs.State.Waiting.Message
 			switch reason {
