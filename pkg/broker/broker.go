@@ -129,9 +129,9 @@ type Broker struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
-	// gate orders Close after every finished client establishment (see
+	// gate orders Close after every client establishment (see
 	// closeSafely.Serve); shared with the listeners.
-	gate *sync.Mutex
+	gate *gate
 }
 
 // New validates cfg, creates the broker and binds its listener, so that a bad
@@ -191,7 +191,7 @@ func New(cfg Config) (*Broker, error) {
 	if err := s.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("add auth hook: %w", err)
 	}
-	gate := &sync.Mutex{}
+	gate := &gate{conns: map[net.Conn]struct{}{}}
 	l := closeSafely{listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Address, TLSConfig: cfg.TLS}), s, gate}
 	if err := s.AddListener(l); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Address, err)
@@ -251,9 +251,16 @@ func (b *Broker) Run(ctx context.Context) error {
 func (b *Broker) Close() {
 	b.closeOnce.Do(func() {
 		// mochi's Close always returns nil; it closes the listener and clients.
-		b.gate.Lock()
+		// Clients hear why they are disconnected before their
+		// connections close.
+		for _, cl := range b.server.Clients.GetAll() {
+			if !cl.Closed() {
+				_ = b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+		b.gate.shut()
 		_ = b.server.Close()
-		b.gate.Unlock()
+		b.gate.sessions.Unlock()
 		close(b.closed)
 	})
 }
@@ -266,19 +273,63 @@ func (b *Broker) Close() {
 type closeSafely struct {
 	*listeners.TCP
 	server *mqtt.Server
-	gate   *sync.Mutex
+	gate   *gate
 }
 
-// Serve accepts connections. Each client's establishment ends by taking and
-// releasing gate, which Close holds while it closes the server: mochi's
-// Close writes server state that establishing a client read, with nothing
-// ordering the two (the race detector flagged it in CI).
+// gate orders mochi's Server.Close after every client session: Close writes
+// server state that an establishing client reads, with nothing ordering the
+// two (the race detector flagged it in CI, at the start and at the end of a
+// session). Each session holds sessions for reading from before mochi sees
+// the connection until it ends; shut refuses new connections, closes the
+// open ones so their sessions end, and then holds sessions for writing.
+type gate struct {
+	sessions sync.RWMutex
+	mu       sync.Mutex
+	closing  bool
+	conns    map[net.Conn]struct{}
+}
+
+// enter registers a new connection's session; false when closing.
+func (g *gate) enter(c net.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing {
+		return false
+	}
+	g.sessions.RLock()
+	g.conns[c] = struct{}{}
+	return true
+}
+
+// leave ends a session entered with enter.
+func (g *gate) leave(c net.Conn) {
+	g.mu.Lock()
+	delete(g.conns, c)
+	g.mu.Unlock()
+	g.sessions.RUnlock()
+}
+
+// shut refuses new connections, closes the open ones and waits for their
+// sessions to end; it returns holding sessions for writing.
+func (g *gate) shut() {
+	g.mu.Lock()
+	g.closing = true
+	for c := range g.conns {
+		_ = c.Close()
+	}
+	g.mu.Unlock()
+	g.sessions.Lock()
+}
+
+// Serve accepts connections and runs each client's session inside the gate.
 func (l closeSafely) Serve(establish listeners.EstablishFn) {
 	l.TCP.Serve(func(id string, c net.Conn) error {
-		err := establish(id, c)
-		l.gate.Lock()
-		l.gate.Unlock() //nolint:staticcheck // an empty critical section: only the ordering matters
-		return err
+		if !l.gate.enter(c) {
+			_ = c.Close()
+			return ErrClosed
+		}
+		defer l.gate.leave(c)
+		return establish(id, c)
 	})
 }
 

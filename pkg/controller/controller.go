@@ -517,7 +517,7 @@ func (c *Controller) Disrupted() bool { return c.disruptedFlag.Load() }
 // disruption returns why the tunnel is disrupted, or "" if it is not.
 func (c *Controller) disruption(now time.Time) string {
 	if !c.cfg.Tunnel.Connected() {
-		return "the controller is not connected to the MQTT broker"
+		return "the controller's tunnel is not connected (MQTT broker or HTTP listener)"
 	}
 	if len(c.bases) < disruptionMinBases {
 		return ""
