@@ -51,6 +51,15 @@ for pkg in $(packages ./pkg/protocol/...); do
 	fi
 done
 echo "ok     ./pkg/protocol/...: standard library only"
+for pkg in $(packages ./pkg/api/...); do
+	bad="$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$pkg" | grep -v -x -F "$pkg" || true)"
+	if [[ -n "$bad" ]]; then
+		echo "FAIL   $pkg must import the standard library only:" >&2
+		sed 's/^/         /' <<<"$bad" >&2
+		fail=1
+	fi
+done
+echo "ok     ./pkg/api/...: standard library only"
 
 check deps ./tunnel "^(k8s\.io/|github\.com/eclipse/paho|$M/(provider|pkg/controller|tunnel/mqtt|tunnel/http)(/|$))" "k8s.io, paho, provider, pkg/controller, tunnel/mqtt or tunnel/http"
 check deps ./tunnel/mqtt/... "^(k8s\.io/|$M/(provider|pkg/controller)(/|$))" "k8s.io, provider or pkg/controller"

@@ -9,36 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
-)
-
-// EnvBizVersion is the container environment variable holding the biz version.
-const EnvBizVersion = "BIZ_VERSION"
-
-// Container state reasons and pod Event reasons, as `kubectl describe pod`
-// shows them.
-const (
-	ReasonBizInstalling    = "BizInstalling"
-	ReasonBizInstalled     = "BizInstalled"
-	ReasonBizInstallFailed = "BizInstallFailed"
-	ReasonBizBroken        = "BizBroken"
-	// ReasonBizInactive (value BizDeactivated) is a waiting container's
-	// reason while the base reports the biz DEACTIVATED and no other version
-	// of it is active there: installed, not serving; the pod stays Pending.
-	ReasonBizInactive = "BizDeactivated"
-	// ReasonBizSuperseded (value BizDeactivate, the reference controller's)
-	// marks a pod whose biz the base deactivated because another version of
-	// the same name became active there: the container terminates, the pod
-	// turns Failed with this reason and a Warning Event; batch updates key
-	// on it.
-	ReasonBizSuperseded     = "BizDeactivate"
-	ReasonBizStopped        = "BizStopped"
-	ReasonBizUninstalled    = "BizUninstalled"
-	ReasonBizUninstalling   = "BizUninstalling"
-	ReasonBizOwnedElsewhere = "BizOwnedByOtherPod"
-	ReasonInvalidBiz        = "InvalidBizSpec"
-	ReasonWaitingForBase    = "WaitingForBase"
-	ReasonOrphanBiz         = "OrphanBiz"
 )
 
 // bizURLSchemes are the jar URL schemes a base can open (java.net.URL).
@@ -66,7 +38,7 @@ func bizSpecs(pod *corev1.Pod) []bizSpec {
 		case err != nil:
 			s.invalid = err.Error()
 		case version == "":
-			s.invalid = fmt.Sprintf("container %q has no %s environment variable; set it to the biz version", c.Name, EnvBizVersion)
+			s.invalid = fmt.Sprintf("container %q has no %s environment variable; set it to the biz version", c.Name, api.EnvBizVersion)
 		case !validBizURL(c.Image):
 			s.invalid = fmt.Sprintf("container %q image %q is not a biz jar URL (http, https, file, ftp or jar)", c.Name, c.Image)
 		}
@@ -91,7 +63,7 @@ func BizModels(pod *corev1.Pod) []protocol.BizModel {
 // field reference to one of the pod's labels or annotations.
 func bizVersion(pod *corev1.Pod, c corev1.Container) (string, error) {
 	for _, e := range c.Env {
-		if e.Name != EnvBizVersion {
+		if e.Name != api.EnvBizVersion {
 			continue
 		}
 		if e.ValueFrom == nil {
@@ -102,7 +74,7 @@ func bizVersion(pod *corev1.Pod, c corev1.Container) (string, error) {
 				return v, nil
 			}
 		}
-		return "", fmt.Errorf("container %q takes %s from a source a virtual node cannot read; use a literal value or a pod label/annotation field reference", c.Name, EnvBizVersion)
+		return "", fmt.Errorf("container %q takes %s from a source a virtual node cannot read; use a literal value or a pod label/annotation field reference", c.Name, api.EnvBizVersion)
 	}
 	return "", nil
 }
@@ -180,24 +152,24 @@ func containerStatus(v containerView, prev *corev1.ContainerStatus) corev1.Conta
 	}
 	switch {
 	case v.spec.invalid != "":
-		return waiting(ReasonInvalidBiz, v.spec.invalid)
+		return waiting(api.ReasonInvalidBiz, v.spec.invalid)
 	case v.ownedBy != "":
-		return waiting(ReasonBizOwnedElsewhere, fmt.Sprintf("%s is already installed for pod %s on this base", v.spec.key(), v.ownedBy))
+		return waiting(api.ReasonBizOwnedElsewhere, fmt.Sprintf("%s is already installed for pod %s on this base", v.spec.key(), v.ownedBy))
 	case !v.uninstalled.IsZero() && v.keptFor != "":
-		return terminated(ReasonBizOwnedElsewhere, fmt.Sprintf("%s stays on the base for pod %s", v.spec.key(), v.keptFor), 0, v.uninstalled)
+		return terminated(api.ReasonBizOwnedElsewhere, fmt.Sprintf("%s stays on the base for pod %s", v.spec.key(), v.keptFor), 0, v.uninstalled)
 	case !v.uninstalled.IsZero():
 		// Uninstalled, or found absent: either way it is off the base.
-		return terminated(ReasonBizUninstalled, v.spec.key()+" is no longer on the base", 0, v.uninstalled)
+		return terminated(api.ReasonBizUninstalled, v.spec.key()+" is no longer on the base", 0, v.uninstalled)
 	case v.superseded():
-		return terminated(ReasonBizSuperseded, fmt.Sprintf("%s was deactivated: %s is the active version on this base", v.spec.key(), v.activeOther), 1, v.record.changed)
+		return terminated(api.ReasonBizSuperseded, fmt.Sprintf("%s was deactivated: %s is the active version on this base", v.spec.key(), v.activeOther), 1, v.record.changed)
 	case v.uninstall != "":
-		return waiting(ReasonBizUninstalling, v.uninstall)
+		return waiting(api.ReasonBizUninstalling, v.uninstall)
 	case v.record == nil && v.failure != "":
-		return waiting(ReasonBizInstallFailed, firstLine(v.failure))
+		return waiting(api.ReasonBizInstallFailed, firstLine(v.failure))
 	case v.record == nil && !v.inventory:
-		return waiting(ReasonWaitingForBase, "waiting for the base's biz list")
+		return waiting(api.ReasonWaitingForBase, "waiting for the base's biz list")
 	case v.record == nil:
-		return waiting(ReasonBizInstalling, "installBiz sent; waiting for the base")
+		return waiting(api.ReasonBizInstalling, "installBiz sent; waiting for the base")
 	}
 	r := v.record
 	switch r.state {
@@ -206,15 +178,15 @@ func containerStatus(v containerView, prev *corev1.ContainerStatus) corev1.Conta
 		cs.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(r.changed)}}
 		return cs
 	case protocol.BizResolved, protocol.BizUnresolved:
-		return waiting(ReasonBizInstalling, "the base is starting the biz")
+		return waiting(api.ReasonBizInstalling, "the base is starting the biz")
 	case protocol.BizBroken:
-		return waiting(ReasonBizBroken, firstLine(orDefault(r.message, "the base reports the biz broken")))
+		return waiting(api.ReasonBizBroken, firstLine(orDefault(r.message, "the base reports the biz broken")))
 	case protocol.BizStopped:
-		return terminated(ReasonBizStopped, orDefault(r.message, "the base stopped the biz"), 0, r.changed)
+		return terminated(api.ReasonBizStopped, orDefault(r.message, "the base stopped the biz"), 0, r.changed)
 	case protocol.BizDeactivated:
-		return waiting(ReasonBizInactive, orDefault(r.message, "the biz is installed but not active"))
+		return waiting(api.ReasonBizInactive, orDefault(r.message, "the biz is installed but not active"))
 	default:
-		return waiting(ReasonBizInstalling, fmt.Sprintf("the base reports state %q", r.state))
+		return waiting(api.ReasonBizInstalling, fmt.Sprintf("the base reports state %q", r.state))
 	}
 }
 
@@ -273,11 +245,11 @@ func podStatus(pod *corev1.Pod, views []containerView, base podBase, start, now 
 	switch {
 	case deactivated != nil:
 		st.Phase = corev1.PodFailed
-		st.Reason = ReasonBizSuperseded
+		st.Reason = api.ReasonBizSuperseded
 		st.Message = fmt.Sprintf("biz %s was deactivated on this base: %s is active", deactivated.spec.key(), deactivated.activeOther)
 	case n > 0 && terminated == n && uninstalled == n:
 		st.Phase = corev1.PodSucceeded
-		st.Reason = ReasonBizUninstalled
+		st.Reason = api.ReasonBizUninstalled
 		st.Message = "the pod's bizs are off the base or kept for other pods"
 	case n > 0 && terminated == n:
 		st.Phase = corev1.PodSucceeded
@@ -302,7 +274,7 @@ func podStatus(pod *corev1.Pod, views []containerView, base podBase, start, now 
 		// As the node lifecycle controller does for a silent kubelet: the
 		// modules' state is unknown, so the pod stops counting as available
 		// (Services, Deployments, PodDisruptionBudgets) until the base is back.
-		st.Conditions[3] = condition(corev1.PodReady, false, ReasonBaseUnreachable, "the base stopped reporting; its modules' state is unknown")
+		st.Conditions[3] = condition(corev1.PodReady, false, api.ReasonBaseUnreachable, "the base stopped reporting; its modules' state is unknown")
 	}
 	if sched := findCondition(prev.Conditions, corev1.PodScheduled); sched != nil {
 		st.Conditions = append(st.Conditions, *sched)

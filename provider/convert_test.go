@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
@@ -27,7 +28,7 @@ func bizContainer(name, version string) corev1.Container {
 	return corev1.Container{
 		Name:  name,
 		Image: jarURL(name, version),
-		Env:   []corev1.EnvVar{{Name: "JAVA_OPTS", Value: "-Xmx64m"}, {Name: EnvBizVersion, Value: version}},
+		Env:   []corev1.EnvVar{{Name: "JAVA_OPTS", Value: "-Xmx64m"}, {Name: api.EnvBizVersion, Value: version}},
 	}
 }
 
@@ -69,19 +70,19 @@ func TestBizSpecs(t *testing.T) {
 		want:      protocol.BizModel{BizName: "biz1", BizVersion: "0.0.1-SNAPSHOT", BizURL: jarURL("biz1", "0.0.1-SNAPSHOT")},
 	}, {
 		name:      "version is trimmed",
-		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: EnvBizVersion, Value: " 1.2.3 "}),
+		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: api.EnvBizVersion, Value: " 1.2.3 "}),
 		want:      protocol.BizModel{BizName: "biz1", BizVersion: "1.2.3", BizURL: jarURL("biz1", "x")},
 	}, {
 		name:      "file URL",
-		container: corev1.Container{Name: "biz1", Image: "file:///opt/modules/biz1.jar", Env: []corev1.EnvVar{{Name: EnvBizVersion, Value: "1.0.0"}}},
+		container: corev1.Container{Name: "biz1", Image: "file:///opt/modules/biz1.jar", Env: []corev1.EnvVar{{Name: api.EnvBizVersion, Value: "1.0.0"}}},
 		want:      protocol.BizModel{BizName: "biz1", BizVersion: "1.0.0", BizURL: "file:///opt/modules/biz1.jar"},
 	}, {
 		name:      "version from a pod label",
-		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: EnvBizVersion, ValueFrom: fieldRef("metadata.labels['app.example.com/version']")}),
+		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: api.EnvBizVersion, ValueFrom: fieldRef("metadata.labels['app.example.com/version']")}),
 		want:      protocol.BizModel{BizName: "biz1", BizVersion: "2.0.0", BizURL: jarURL("biz1", "x")},
 	}, {
 		name:      "version from a pod annotation",
-		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: EnvBizVersion, ValueFrom: fieldRef("metadata.annotations['biz-version']")}),
+		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: api.EnvBizVersion, ValueFrom: fieldRef("metadata.annotations['biz-version']")}),
 		want:      protocol.BizModel{BizName: "biz1", BizVersion: "3.0.0", BizURL: jarURL("biz1", "x")},
 	}, {
 		name:      "no BIZ_VERSION",
@@ -89,35 +90,35 @@ func TestBizSpecs(t *testing.T) {
 		invalid:   `container "biz1" has no BIZ_VERSION`,
 	}, {
 		name:      "empty BIZ_VERSION",
-		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: EnvBizVersion, Value: "  "}),
+		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: api.EnvBizVersion, Value: "  "}),
 		invalid:   `container "biz1" has no BIZ_VERSION`,
 	}, {
 		name:      "docker image",
-		container: corev1.Container{Name: "web", Image: "nginx:latest", Env: []corev1.EnvVar{{Name: EnvBizVersion, Value: "1.0.0"}}},
+		container: corev1.Container{Name: "web", Image: "nginx:latest", Env: []corev1.EnvVar{{Name: api.EnvBizVersion, Value: "1.0.0"}}},
 		invalid:   `image "nginx:latest" is not a biz jar URL`,
 	}, {
 		name:      "registry image with a port",
-		container: corev1.Container{Name: "web", Image: "registry.example.com:5000/team/web:1.0", Env: []corev1.EnvVar{{Name: EnvBizVersion, Value: "1.0.0"}}},
+		container: corev1.Container{Name: "web", Image: "registry.example.com:5000/team/web:1.0", Env: []corev1.EnvVar{{Name: api.EnvBizVersion, Value: "1.0.0"}}},
 		invalid:   "is not a biz jar URL",
 	}, {
 		name:      "image without a scheme",
-		container: corev1.Container{Name: "web", Image: "repo.example.com/web.jar", Env: []corev1.EnvVar{{Name: EnvBizVersion, Value: "1.0.0"}}},
+		container: corev1.Container{Name: "web", Image: "repo.example.com/web.jar", Env: []corev1.EnvVar{{Name: api.EnvBizVersion, Value: "1.0.0"}}},
 		invalid:   "is not a biz jar URL",
 	}, {
 		name:      "version from a config map",
-		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: EnvBizVersion, ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "versions"}, Key: "biz1"}}}),
+		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: api.EnvBizVersion, ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "versions"}, Key: "biz1"}}}),
 		invalid:   `container "biz1" takes BIZ_VERSION from a source a virtual node cannot read`,
 	}, {
 		name:      "version from a secret",
-		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: EnvBizVersion, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "versions"}, Key: "biz1"}}}),
+		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: api.EnvBizVersion, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "versions"}, Key: "biz1"}}}),
 		invalid:   "cannot read",
 	}, {
 		name:      "version from a field other than labels and annotations",
-		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: EnvBizVersion, ValueFrom: fieldRef("metadata.name")}),
+		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: api.EnvBizVersion, ValueFrom: fieldRef("metadata.name")}),
 		invalid:   "cannot read",
 	}, {
 		name:      "version from a label the pod does not have",
-		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: EnvBizVersion, ValueFrom: fieldRef("metadata.labels['missing']")}),
+		container: withEnv(bizContainer("biz1", "x"), corev1.EnvVar{Name: api.EnvBizVersion, ValueFrom: fieldRef("metadata.labels['missing']")}),
 		invalid:   "cannot read",
 	}}
 	for _, tt := range tests {
@@ -194,11 +195,11 @@ func TestContainerStatus(t *testing.T) {
 	}{{
 		name: "RESOLVED",
 		view: func(v containerView) containerView { v.record = record(protocol.BizResolved, tA, ""); return v },
-		want: waiting(ReasonBizInstalling, "the base is starting the biz"),
+		want: waiting(api.ReasonBizInstalling, "the base is starting the biz"),
 	}, {
 		name: "UNRESOLVED",
 		view: func(v containerView) containerView { v.record = record(protocol.BizUnresolved, tA, ""); return v },
-		want: waiting(ReasonBizInstalling, "the base is starting the biz"),
+		want: waiting(api.ReasonBizInstalling, "the base is starting the biz"),
 	}, {
 		name:  "ACTIVATED starts at the state change time",
 		view:  func(v containerView) containerView { v.record = record(protocol.BizActivated, tA, ""); return v },
@@ -210,7 +211,7 @@ func TestContainerStatus(t *testing.T) {
 			v.record = record(protocol.BizDeactivated, tA, "start but is deactivated")
 			return v
 		},
-		want: waiting(ReasonBizInactive, "start but is deactivated"),
+		want: waiting(api.ReasonBizInactive, "start but is deactivated"),
 	}, {
 		name: "DEACTIVATED while another version is ACTIVATED",
 		view: func(v containerView) containerView {
@@ -218,7 +219,7 @@ func TestContainerStatus(t *testing.T) {
 			v.activeOther = "biz1:0.0.2"
 			return v
 		},
-		want: terminated(ReasonBizSuperseded, "biz1:0.0.1 was deactivated: biz1:0.0.2 is the active version on this base", 1, tA, tA),
+		want: terminated(api.ReasonBizSuperseded, "biz1:0.0.1 was deactivated: biz1:0.0.2 is the active version on this base", 1, tA, tA),
 	}, {
 		name: "DEACTIVATED after running keeps the start time",
 		view: func(v containerView) containerView {
@@ -227,38 +228,38 @@ func TestContainerStatus(t *testing.T) {
 			return v
 		},
 		prev: &corev1.ContainerStatus{Name: "biz1", RestartCount: 2, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(t0.Add(-2 * time.Hour))}}},
-		want: terminated(ReasonBizSuperseded, "biz1:0.0.1 was deactivated: biz1:0.0.2 is the active version on this base", 1, t0.Add(-2*time.Hour), tA),
+		want: terminated(api.ReasonBizSuperseded, "biz1:0.0.1 was deactivated: biz1:0.0.2 is the active version on this base", 1, t0.Add(-2*time.Hour), tA),
 	}, {
 		name: "BROKEN shows the first line of the message",
 		view: func(v containerView) containerView {
 			v.record = record(protocol.BizBroken, tA, "\n"+stackTrace)
 			return v
 		},
-		want: waiting(ReasonBizBroken, "java.lang.IllegalStateException: biz1 failed to start"),
+		want: waiting(api.ReasonBizBroken, "java.lang.IllegalStateException: biz1 failed to start"),
 	}, {
 		name: "BROKEN without a message",
 		view: func(v containerView) containerView { v.record = record(protocol.BizBroken, tA, ""); return v },
-		want: waiting(ReasonBizBroken, "the base reports the biz broken"),
+		want: waiting(api.ReasonBizBroken, "the base reports the biz broken"),
 	}, {
 		name: "STOPPED",
 		view: func(v containerView) containerView { v.record = record(protocol.BizStopped, tA, ""); return v },
-		want: terminated(ReasonBizStopped, "the base stopped the biz", 0, tA, tA),
+		want: terminated(api.ReasonBizStopped, "the base stopped the biz", 0, tA, tA),
 	}, {
 		name: "unknown state",
 		view: func(v containerView) containerView { v.record = record("SLEEPING", tA, ""); return v },
-		want: waiting(ReasonBizInstalling, `the base reports state "SLEEPING"`),
+		want: waiting(api.ReasonBizInstalling, `the base reports state "SLEEPING"`),
 	}, {
 		name: "absent while the install is pending",
 		view: func(v containerView) containerView { v.installing = true; return v },
-		want: waiting(ReasonBizInstalling, "installBiz sent; waiting for the base"),
+		want: waiting(api.ReasonBizInstalling, "installBiz sent; waiting for the base"),
 	}, {
 		name: "absent before the base's biz list is known",
 		view: func(v containerView) containerView { v.inventory = false; return v },
-		want: waiting(ReasonWaitingForBase, "waiting for the base's biz list"),
+		want: waiting(api.ReasonWaitingForBase, "waiting for the base's biz list"),
 	}, {
 		name: "install failure shows the first line",
 		view: func(v containerView) containerView { v.failure = stackTrace; return v },
-		want: waiting(ReasonBizInstallFailed, "java.lang.IllegalStateException: biz1 failed to start"),
+		want: waiting(api.ReasonBizInstallFailed, "java.lang.IllegalStateException: biz1 failed to start"),
 	}, {
 		name: "install failure before the biz list is known",
 		view: func(v containerView) containerView {
@@ -266,7 +267,7 @@ func TestContainerStatus(t *testing.T) {
 			v.inventory = false
 			return v
 		},
-		want: waiting(ReasonBizInstallFailed, "cannot reach the base: timeout"),
+		want: waiting(api.ReasonBizInstallFailed, "cannot reach the base: timeout"),
 	}, {
 		name: "invalid container",
 		view: func(v containerView) containerView {
@@ -274,7 +275,7 @@ func TestContainerStatus(t *testing.T) {
 			v.record = record(protocol.BizActivated, tA, "")
 			return v
 		},
-		want: waiting(ReasonInvalidBiz, "container \"biz1\" has no BIZ_VERSION environment variable"),
+		want: waiting(api.ReasonInvalidBiz, "container \"biz1\" has no BIZ_VERSION environment variable"),
 	}, {
 		name: "name:version owned by another pod",
 		view: func(v containerView) containerView {
@@ -282,7 +283,7 @@ func TestContainerStatus(t *testing.T) {
 			v.record = record(protocol.BizActivated, tA, "")
 			return v
 		},
-		want: waiting(ReasonBizOwnedElsewhere, "biz1:0.0.1 is already installed for pod default/first on this base"),
+		want: waiting(api.ReasonBizOwnedElsewhere, "biz1:0.0.1 is already installed for pod default/first on this base"),
 	}, {
 		name: "uninstall pending",
 		view: func(v containerView) containerView {
@@ -290,16 +291,16 @@ func TestContainerStatus(t *testing.T) {
 			v.uninstall = "uninstallBiz sent; waiting for the base"
 			return v
 		},
-		want: waiting(ReasonBizUninstalling, "uninstallBiz sent; waiting for the base"),
+		want: waiting(api.ReasonBizUninstalling, "uninstallBiz sent; waiting for the base"),
 	}, {
 		name: "uninstalled",
 		view: func(v containerView) containerView { v.uninstalled = t0; return v },
 		prev: &corev1.ContainerStatus{Name: "biz1", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(tA)}}},
-		want: terminated(ReasonBizUninstalled, "biz1:0.0.1 is no longer on the base", 0, tA, t0),
+		want: terminated(api.ReasonBizUninstalled, "biz1:0.0.1 is no longer on the base", 0, tA, t0),
 	}, {
 		name: "kept for another pod",
 		view: func(v containerView) containerView { v.uninstalled = t0; v.keptFor = "default/second"; return v },
-		want: terminated(ReasonBizOwnedElsewhere, "biz1:0.0.1 stays on the base for pod default/second", 0, t0, t0),
+		want: terminated(api.ReasonBizOwnedElsewhere, "biz1:0.0.1 stays on the base for pod default/second", 0, t0, t0),
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -341,7 +342,7 @@ func TestPodStatusPhase(t *testing.T) {
 				v.activeOther = "biz1:0.0.2"
 				return v
 			},
-			single: corev1.PodFailed, singleWhy: ReasonBizSuperseded, withRunning: corev1.PodFailed,
+			single: corev1.PodFailed, singleWhy: api.ReasonBizSuperseded, withRunning: corev1.PodFailed,
 		},
 		{name: "BROKEN", view: withRecord(protocol.BizBroken, stackTrace), single: corev1.PodPending, withRunning: corev1.PodRunning},
 		{name: "STOPPED", view: withRecord(protocol.BizStopped, ""), single: corev1.PodSucceeded, withRunning: corev1.PodRunning},
@@ -349,7 +350,7 @@ func TestPodStatusPhase(t *testing.T) {
 		{name: "waiting for the base", view: func(v containerView) containerView { v.record, v.inventory = nil, false; return v }, single: corev1.PodPending, withRunning: corev1.PodRunning},
 		{name: "install failed", view: func(v containerView) containerView { v.record, v.failure = nil, "boom"; return v }, single: corev1.PodPending, withRunning: corev1.PodRunning},
 		{name: "invalid", view: func(v containerView) containerView { v.spec.invalid = "bad"; return v }, single: corev1.PodPending, withRunning: corev1.PodRunning},
-		{name: "uninstalled", view: func(v containerView) containerView { v.uninstalled = now; return v }, single: corev1.PodSucceeded, singleWhy: ReasonBizUninstalled, withRunning: corev1.PodRunning},
+		{name: "uninstalled", view: func(v containerView) containerView { v.uninstalled = now; return v }, single: corev1.PodSucceeded, singleWhy: api.ReasonBizUninstalled, withRunning: corev1.PodRunning},
 	}
 	second := containerView{
 		spec:      bizSpecs(modulePod("p", t0, bizContainer("biz2", "0.0.1")))[0],
@@ -377,7 +378,7 @@ func TestPodStatusPhase(t *testing.T) {
 					require.Equal(t, tt.singleWhy, st.Reason)
 				}
 				if want == corev1.PodFailed {
-					require.Equal(t, ReasonBizSuperseded, st.Reason)
+					require.Equal(t, api.ReasonBizSuperseded, st.Reason)
 					require.Equal(t, "biz biz1:0.0.1 was deactivated on this base: biz1:0.0.2 is active", st.Message)
 				}
 				require.Equal(t, boolCondition(ready), podCondition(t, st, corev1.PodReady).Status)

@@ -9,29 +9,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
-// Node condition reasons, written so that `kubectl describe node` explains
-// itself.
-const (
-	ReasonBaseReady       = "BaseReady"
-	ReasonBaseUnreachable = "BaseUnreachable"
-	ReasonBaseAdopted     = "BaseAdopted"
-	// ReasonTunnelDisrupted: the controller lost the tunnel to (most of) its
-	// bases, so a base's silence says nothing about the base; its node keeps
-	// its last known state and nothing is evicted or removed.
-	ReasonTunnelDisrupted = "TunnelDisrupted"
-	// ReasonTunnelRestored: the tunnel is back and the base has a full
-	// heartbeat window to show a sign of life.
-	ReasonTunnelRestored     = "TunnelRestored"
-	ReasonSufficientMemory   = "BaseHasSufficientMetaspace"
-	ReasonMetaspacePressure  = "BaseMetaspacePressure"
-	ReasonNoDiskPressure     = "BaseHasNoDiskPressure"
-	ReasonNoPIDPressure      = "BaseHasSufficientPID"
-	ReasonNetworkAvailable   = "BaseTunnelConnected"
-	metaspacePressurePercent = 90
-)
+// metaspacePressurePercent is the metaspace use that turns a node's
+// MemoryPressure condition on.
+const metaspacePressurePercent = 90
 
 // NodeConfig is what does not change during a virtual node's life.
 type NodeConfig struct {
@@ -93,20 +77,20 @@ type Readiness struct {
 func nodeLabels(cfg NodeConfig, info BaseInfo) map[string]string {
 	md := info.Status.BaseMetadata
 	labels := map[string]string{
-		LabelComponent:         ComponentVNode,
-		LabelEnv:               cfg.Env,
-		LabelType:              TypeVirtualKubelet,
-		LabelBaseStack:         StackJava,
+		api.LabelComponent:     api.ComponentVNode,
+		api.LabelEnv:           cfg.Env,
+		api.LabelType:          api.TypeVirtualKubelet,
+		api.LabelBaseStack:     api.StackJava,
 		corev1.LabelHostname:   cfg.NodeName(),
 		corev1.LabelOSStable:   "linux",
 		corev1.LabelArchStable: cfg.Arch,
 	}
-	setIfValid(labels, LabelBaseName, md.Name)
-	setIfValid(labels, LabelBaseVersion, md.Version)
-	setIfValid(labels, LabelBaseClusterName, md.ClusterName)
-	setIfValid(labels, LabelBaseHostName, info.Status.LocalHostName)
+	setIfValid(labels, api.LabelBaseName, md.Name)
+	setIfValid(labels, api.LabelBaseVersion, md.Version)
+	setIfValid(labels, api.LabelBaseClusterName, md.ClusterName)
+	setIfValid(labels, api.LabelBaseHostName, info.Status.LocalHostName)
 	if info.Status.Port != 0 {
-		labels[LabelBaseTunnelPort] = strconv.Itoa(info.Status.Port)
+		labels[api.LabelBaseTunnelPort] = strconv.Itoa(info.Status.Port)
 	}
 	setIfValid(labels, corev1.LabelTopologyZone, info.Zone)
 	setIfValid(labels, corev1.LabelTopologyRegion, info.Region)
@@ -124,12 +108,12 @@ func setIfValid(labels map[string]string, key, value string) {
 // nodeTaints returns the taints of a virtual node.
 func nodeTaints(cfg NodeConfig) []corev1.Taint {
 	taints := []corev1.Taint{{
-		Key:    TaintVirtualNode,
-		Value:  TaintVirtualNodeValue,
+		Key:    api.TaintVirtualNode,
+		Value:  api.TaintVirtualNodeValue,
 		Effect: corev1.TaintEffectNoExecute,
 	}}
 	if cfg.EnvTaint {
-		taints = append(taints, corev1.Taint{Key: TaintNodeEnv, Value: cfg.Env, Effect: corev1.TaintEffectNoExecute})
+		taints = append(taints, corev1.Taint{Key: api.TaintNodeEnv, Value: cfg.Env, Effect: corev1.TaintEffectNoExecute})
 	}
 	return taints
 }
@@ -179,19 +163,19 @@ func nodeConditions(prev []corev1.NodeCondition, info BaseInfo, r Readiness, now
 	}
 	memory := corev1.NodeCondition{
 		Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse,
-		Reason: ReasonSufficientMemory, Message: "base metaspace has room for more modules",
+		Reason: api.ReasonSufficientMemory, Message: "base metaspace has room for more modules",
 	}
 	if metaspacePressure(info.JVM) {
 		memory.Status = corev1.ConditionTrue
-		memory.Reason = ReasonMetaspacePressure
+		memory.Reason = api.ReasonMetaspacePressure
 		memory.Message = "base metaspace is over " + strconv.Itoa(metaspacePressurePercent) + "% used"
 	}
 	conds := []corev1.NodeCondition{
 		ready,
 		memory,
-		{Type: corev1.NodeDiskPressure, Status: corev1.ConditionFalse, Reason: ReasonNoDiskPressure, Message: "modules use no node disk"},
-		{Type: corev1.NodePIDPressure, Status: corev1.ConditionFalse, Reason: ReasonNoPIDPressure, Message: "modules run inside the base process"},
-		{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionFalse, Reason: ReasonNetworkAvailable, Message: "base is reached through the MQTT tunnel"},
+		{Type: corev1.NodeDiskPressure, Status: corev1.ConditionFalse, Reason: api.ReasonNoDiskPressure, Message: "modules use no node disk"},
+		{Type: corev1.NodePIDPressure, Status: corev1.ConditionFalse, Reason: api.ReasonNoPIDPressure, Message: "modules run inside the base process"},
+		{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionFalse, Reason: api.ReasonNetworkAvailable, Message: "base is reached through the MQTT tunnel"},
 	}
 	for i := range conds {
 		conds[i].LastHeartbeatTime = metav1.NewTime(now)

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/tunnel/tunneltest"
 )
@@ -37,7 +38,7 @@ func testNodeConfig(id string) NodeConfig {
 func TestBuildNodeLabelsTaintsAndStatus(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	n := buildNode(testNodeConfig("10.244.0.17"), BaseInfo{Status: heartbeat("10.244.0.17")},
-		Readiness{Reachable: true, Reason: ReasonBaseReady, Message: "base is publishing heartbeats"}, nil, now)
+		Readiness{Reachable: true, Reason: api.ReasonBaseReady, Message: "base is publishing heartbeats"}, nil, now)
 
 	require.Equal(t, "vnode.10.244.0.17.default", n.Name)
 	require.Equal(t, map[string]string{
@@ -68,7 +69,7 @@ func TestBuildNodeLabelsTaintsAndStatus(t *testing.T) {
 
 	ready := nodeCondition(t, n, corev1.NodeReady)
 	require.Equal(t, corev1.ConditionTrue, ready.Status)
-	require.Equal(t, ReasonBaseReady, ready.Reason)
+	require.Equal(t, api.ReasonBaseReady, ready.Reason)
 	for _, c := range []corev1.NodeConditionType{corev1.NodeMemoryPressure, corev1.NodeDiskPressure, corev1.NodePIDPressure, corev1.NodeNetworkUnavailable} {
 		require.Equal(t, corev1.ConditionFalse, nodeCondition(t, n, c).Status, c)
 	}
@@ -85,7 +86,7 @@ func TestBuildNodeKubeletEndpoint(t *testing.T) {
 		{Type: corev1.NodeHostName, Address: "10.244.3.9"},
 	}, n.Status.Addresses)
 	require.Equal(t, int32(10250), n.Status.DaemonEndpoints.KubeletEndpoint.Port)
-	require.Equal(t, "base-7c9d8f6b5-x2k4p", n.Labels[LabelBaseHostName])
+	require.Equal(t, "base-7c9d8f6b5-x2k4p", n.Labels[api.LabelBaseHostName])
 
 	cfg.KubeletPort = 0 // kubelet API off: nothing advertised
 	n = buildNode(cfg, BaseInfo{Status: heartbeat("10.244.0.17")}, Readiness{Reachable: true}, nil, time.Now())
@@ -107,8 +108,8 @@ func TestBuildNodeOptionalParts(t *testing.T) {
 	require.Contains(t, n.Spec.Taints, corev1.Taint{Key: "schedule.koupleless.io/node-env", Value: "default", Effect: corev1.TaintEffectNoExecute})
 	require.Equal(t, "zone-a", n.Labels[corev1.LabelTopologyZone])
 	require.Equal(t, "region-1", n.Labels[corev1.LabelTopologyRegion])
-	require.Equal(t, "1238", n.Labels[LabelBaseTunnelPort])
-	require.NotContains(t, n.Labels, LabelBaseName, "an invalid label value is left out, not sent")
+	require.Equal(t, "1238", n.Labels[api.LabelBaseTunnelPort])
+	require.NotContains(t, n.Labels, api.LabelBaseName, "an invalid label value is left out, not sent")
 	require.True(t, resource.NewQuantity(512<<20, resource.BinarySI).Equal(n.Status.Capacity[corev1.ResourceMemory]))
 	require.True(t, resource.NewQuantity(412<<20, resource.BinarySI).Equal(n.Status.Allocatable[corev1.ResourceMemory]))
 	require.True(t, resource.NewQuantity(4, resource.DecimalSI).Equal(n.Status.Capacity[corev1.ResourceCPU]), "modules share the base's processors")
@@ -124,11 +125,11 @@ func TestConditionTransitionTimesAreKept(t *testing.T) {
 	require.Equal(t, t0, nodeCondition(t, same, corev1.NodeReady).LastTransitionTime.Time)
 	require.False(t, nodeChanged(first, same), "only heartbeat times moved")
 
-	lost := buildNode(cfg, info, Readiness{Reachable: false, Reason: ReasonBaseUnreachable}, same, t0.Add(2*time.Minute))
+	lost := buildNode(cfg, info, Readiness{Reachable: false, Reason: api.ReasonBaseUnreachable}, same, t0.Add(2*time.Minute))
 	require.True(t, nodeChanged(same, lost))
 	ready := nodeCondition(t, lost, corev1.NodeReady)
 	require.Equal(t, corev1.ConditionUnknown, ready.Status)
-	require.Equal(t, ReasonBaseUnreachable, ready.Reason)
+	require.Equal(t, api.ReasonBaseUnreachable, ready.Reason)
 	require.Equal(t, t0.Add(2*time.Minute), ready.LastTransitionTime.Time)
 	require.Equal(t, t0, nodeCondition(t, lost, corev1.NodeDiskPressure).LastTransitionTime.Time)
 }
@@ -149,9 +150,9 @@ func TestProviderNotifiesOnlyRealChanges(t *testing.T) {
 	changed.BaseMetadata.Version = "1.0.1"
 	require.True(t, p.UpdateBase(changed))
 	n := receive(t, got)
-	require.Equal(t, "1.0.1", n.Labels[LabelBaseVersion])
+	require.Equal(t, "1.0.1", n.Labels[api.LabelBaseVersion])
 
-	require.True(t, p.SetReadiness(Readiness{Reachable: false, Reason: ReasonBaseUnreachable}))
+	require.True(t, p.SetReadiness(Readiness{Reachable: false, Reason: api.ReasonBaseUnreachable}))
 	require.Equal(t, corev1.ConditionUnknown, nodeCondition(t, receive(t, got), corev1.NodeReady).Status)
 	require.Empty(t, got, "no notification without a change")
 }

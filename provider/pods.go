@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
@@ -289,19 +290,19 @@ func (p *Provider) recordTransitions(e *podEntry, pod *corev1.Pod) {
 		reason, message, warn := "", "", false
 		switch {
 		case cs.State.Running != nil:
-			reason, message = ReasonBizInstalled, "biz "+cs.Name+" is active on the base"
+			reason, message = api.ReasonBizInstalled, "biz "+cs.Name+" is active on the base"
 		case cs.State.Terminated != nil:
 			reason, message = cs.State.Terminated.Reason, cs.State.Terminated.Message
-			warn = reason == ReasonBizSuperseded
+			warn = reason == api.ReasonBizSuperseded
 		case cs.State.Waiting != nil:
 			reason, message = cs.State.Waiting.Reason, cs.State.Waiting.Message
 			switch reason {
-			case ReasonBizInstallFailed, ReasonBizBroken:
+			case api.ReasonBizInstallFailed, api.ReasonBizBroken:
 				warn = true
 				message = p.fullMessage(e, cs.Name, message)
-			case ReasonInvalidBiz, ReasonBizOwnedElsewhere:
+			case api.ReasonInvalidBiz, api.ReasonBizOwnedElsewhere:
 				warn = true
-			case ReasonBizInstalling:
+			case api.ReasonBizInstalling:
 			default:
 				reason = ""
 			}

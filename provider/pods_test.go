@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/tunnel/tunneltest"
 )
@@ -388,7 +389,7 @@ func (h *harness) installed(pod *corev1.Pod) {
 
 func bizVersionOf(c corev1.Container) string {
 	for _, e := range c.Env {
-		if e.Name == EnvBizVersion {
+		if e.Name == api.EnvBizVersion {
 			return e.Value
 		}
 	}
@@ -402,8 +403,8 @@ func TestCreatePodInstallsOnceTheBizListIsKnown(t *testing.T) {
 	h.create(pod)
 
 	h.requireSent() // the base may already run them: wait for its list
-	require.Equal(t, ReasonWaitingForBase, h.reason("two", "biz1"))
-	require.Equal(t, ReasonWaitingForBase, h.reason("two", "biz2"))
+	require.Equal(t, api.ReasonWaitingForBase, h.reason("two", "biz1"))
+	require.Equal(t, api.ReasonWaitingForBase, h.reason("two", "biz2"))
 	require.Equal(t, corev1.PodPending, h.status("two").Phase)
 	h.notify()
 
@@ -414,10 +415,10 @@ func TestCreatePodInstallsOnceTheBizListIsKnown(t *testing.T) {
 		{BizName: "biz1", BizVersion: "0.0.1", BizURL: jarURL("biz1", "0.0.1")},
 		{BizName: "biz2", BizVersion: "0.0.2", BizURL: jarURL("biz2", "0.0.2")},
 	}, []protocol.BizModel{h.tun.Commands()[0].Biz, h.tun.Commands()[1].Biz}, "the body is exactly bizName, bizVersion, bizUrl")
-	require.Equal(t, ReasonBizInstalling, h.reason("two", "biz1"))
-	require.Equal(t, ReasonBizInstalling, h.reason("two", "biz2"))
+	require.Equal(t, api.ReasonBizInstalling, h.reason("two", "biz1"))
+	require.Equal(t, api.ReasonBizInstalling, h.reason("two", "biz2"))
 	h.notify()
-	ev := h.events.about("pod/default/two", ReasonBizInstalling)
+	ev := h.events.about("pod/default/two", api.ReasonBizInstalling)
 	require.Len(t, ev, 2, "one BizInstalling Event per container")
 	require.Equal(t, corev1.EventTypeNormal, ev[0].Type)
 
@@ -469,7 +470,7 @@ func TestInstallActivated(t *testing.T) {
 	require.True(t, cs.Ready)
 	require.Equal(t, started, cs.State.Running.StartedAt.UTC(), "startedAt is the activation time the base recorded")
 	h.notify()
-	ev := h.events.about("pod/default/p", ReasonBizInstalled)
+	ev := h.events.about("pod/default/p", api.ReasonBizInstalled)
 	require.Len(t, ev, 1)
 	require.Equal(t, corev1.EventTypeNormal, ev[0].Type)
 
@@ -488,9 +489,9 @@ func TestInstallRepeatQueriesTheBase(t *testing.T) {
 	h.reply(installRepeat("biz1", "0.0.1"))
 
 	h.requireSent(protocol.CommandQueryAllBiz)
-	require.Equal(t, ReasonBizInstalling, h.reason("p", "biz1"), "REPEAT_BIZ is not a failure")
+	require.Equal(t, api.ReasonBizInstalling, h.reason("p", "biz1"), "REPEAT_BIZ is not a failure")
 	h.notify()
-	require.Empty(t, h.events.about("pod/default/p", ReasonBizInstallFailed))
+	require.Empty(t, h.events.about("pod/default/p", api.ReasonBizInstallFailed))
 
 	activated := t0.Add(-time.Minute)
 	h.list(listed("biz1", "0.0.1", protocol.BizActivated, activated))
@@ -510,13 +511,13 @@ func TestInstallConflictIsRetriedLater(t *testing.T) {
 	retryAt := h.clk.Now().Add(retryBase)
 
 	h.requireSent()
-	require.Equal(t, ReasonBizInstalling, h.reason("p", "biz1"), "a lock conflict is not a failure")
+	require.Equal(t, api.ReasonBizInstalling, h.reason("p", "biz1"), "a lock conflict is not a failure")
 	h.resyncAt(retryAt.Add(-time.Millisecond))
 	h.requireSent()
 	h.resyncAt(retryAt)
 	h.requireSent(installCmd("biz1", "0.0.1"))
 	h.notify()
-	require.Empty(t, h.events.about("pod/default/p", ReasonBizInstallFailed))
+	require.Empty(t, h.events.about("pod/default/p", api.ReasonBizInstallFailed))
 }
 
 func TestInstallFailureIsShownAndRetriedWithBackoff(t *testing.T) {
@@ -532,12 +533,12 @@ func TestInstallFailureIsShownAndRetriedWithBackoff(t *testing.T) {
 
 	h.requireSent()
 	cs := h.container("p", "biz1")
-	require.Equal(t, ReasonBizInstallFailed, stateReason(cs))
+	require.Equal(t, api.ReasonBizInstallFailed, stateReason(cs))
 	require.Equal(t, failed.ErrorMessage(), cs.State.Waiting.Message, "the status shows the first line")
 	require.NotContains(t, cs.State.Waiting.Message, "\n")
 	require.Equal(t, corev1.PodPending, h.status("p").Phase)
 	h.notify()
-	ev := h.events.about("pod/default/p", ReasonBizInstallFailed)
+	ev := h.events.about("pod/default/p", api.ReasonBizInstallFailed)
 	require.Len(t, ev, 1)
 	require.Equal(t, corev1.EventTypeWarning, ev[0].Type)
 	require.True(t, strings.HasPrefix(ev[0].Message, cs.State.Waiting.Message), "Event %q", ev[0].Message)
@@ -634,15 +635,15 @@ func TestSupersededModule(t *testing.T) {
 			h.requireRunning(tt.running)
 			st := h.status(tt.failed)
 			require.Equal(t, corev1.PodFailed, st.Phase)
-			require.Equal(t, ReasonBizSuperseded, st.Reason)
+			require.Equal(t, api.ReasonBizSuperseded, st.Reason)
 			require.Contains(t, st.Message, tt.activeIs)
 			require.Equal(t, corev1.ConditionFalse, podCondition(t, st, corev1.PodReady).Status)
 			cs := h.container(tt.failed, "biz1")
 			require.NotNil(t, cs.State.Terminated)
-			require.Equal(t, ReasonBizSuperseded, cs.State.Terminated.Reason)
+			require.Equal(t, api.ReasonBizSuperseded, cs.State.Terminated.Reason)
 			require.Contains(t, cs.State.Terminated.Message, tt.activeIs)
 			h.notify()
-			ev := h.events.about("pod/default/"+tt.failed, ReasonBizSuperseded)
+			ev := h.events.about("pod/default/"+tt.failed, api.ReasonBizSuperseded)
 			require.Len(t, ev, 1)
 			require.Equal(t, corev1.EventTypeWarning, ev[0].Type)
 		})
@@ -682,7 +683,7 @@ func TestDeletePod(t *testing.T) {
 			h.delete(p)
 
 			h.requireSent(uninstallCmd("biz1", "0.0.1"))
-			require.Equal(t, ReasonBizUninstalling, h.reason("p", "biz1"))
+			require.Equal(t, api.ReasonBizUninstalling, h.reason("p", "biz1"))
 			require.Empty(t, h.releasedPods(), "not released before the base confirms")
 			h.notify()
 			st := h.status("p")
@@ -705,7 +706,7 @@ func TestDeletePod(t *testing.T) {
 			require.Len(t, pods, 1)
 			require.Equal(t, "q", pods[0].Name)
 			h.requireRunning("q")
-			ev := h.events.about("pod/default/p", ReasonBizUninstalled)
+			ev := h.events.about("pod/default/p", api.ReasonBizUninstalled)
 			require.Len(t, ev, 1, "the uninstall is recorded on the pod")
 			require.Equal(t, corev1.EventTypeNormal, ev[0].Type)
 
@@ -714,7 +715,7 @@ func TestDeletePod(t *testing.T) {
 			h.resyncAt(h.clk.Now().Add(10 * installWait))
 			h.requireSent()
 			require.Equal(t, []string{"p"}, h.releasedPods())
-			require.Empty(t, h.events.about("node/"+testNodeName, ReasonOrphanBiz))
+			require.Empty(t, h.events.about("node/"+testNodeName, api.ReasonOrphanBiz))
 		})
 	}
 }
@@ -876,7 +877,7 @@ func TestDeletePodWhileInstalling(t *testing.T) {
 
 			h.requireSent() // an uninstall now would clash with the running install
 			require.Empty(t, h.releasedPods(), "the base may be installing the biz right now")
-			require.Equal(t, ReasonBizUninstalling, h.reason("p", "biz1"))
+			require.Equal(t, api.ReasonBizUninstalling, h.reason("p", "biz1"))
 
 			h.reply(tt.reply)
 
@@ -891,7 +892,7 @@ func TestDeletePodWhileInstalling(t *testing.T) {
 			require.Equal(t, []string{"p"}, h.releasedPods())
 			h.list()
 			h.requireSent()
-			require.Empty(t, h.events.about("node/"+testNodeName, ReasonOrphanBiz))
+			require.Empty(t, h.events.about("node/"+testNodeName, api.ReasonOrphanBiz))
 		})
 	}
 }
@@ -940,11 +941,11 @@ func TestDuplicateNameVersionOnOneBase(t *testing.T) {
 
 	h.requireSent()
 	cs := h.container("second", "biz1")
-	require.Equal(t, ReasonBizOwnedElsewhere, stateReason(cs))
+	require.Equal(t, api.ReasonBizOwnedElsewhere, stateReason(cs))
 	require.Contains(t, cs.State.Waiting.Message, "default/first")
 	require.Equal(t, corev1.PodPending, h.status("second").Phase)
 	h.notify()
-	ev := h.events.about("pod/default/second", ReasonBizOwnedElsewhere)
+	ev := h.events.about("pod/default/second", api.ReasonBizOwnedElsewhere)
 	require.Len(t, ev, 1)
 	require.Equal(t, corev1.EventTypeWarning, ev[0].Type)
 
@@ -955,7 +956,7 @@ func TestDuplicateNameVersionOnOneBase(t *testing.T) {
 	h.requireRunning("second")
 	require.True(t, startedAt.Equal(&h.container("second", "biz1").State.Running.StartedAt))
 	h.notify()
-	require.Len(t, h.events.about("pod/default/second", ReasonBizInstalled), 1)
+	require.Len(t, h.events.about("pod/default/second", api.ReasonBizInstalled), 1)
 }
 
 // TestDuplicateNameVersionInTheSameSecond: creation timestamps have a
@@ -972,7 +973,7 @@ func TestDuplicateNameVersionInTheSameSecond(t *testing.T) {
 	h.requireSent()
 	h.requireRunning("zeta")
 	cs := h.container("alpha", "biz1")
-	require.Equal(t, ReasonBizOwnedElsewhere, stateReason(cs))
+	require.Equal(t, api.ReasonBizOwnedElsewhere, stateReason(cs))
 	require.Contains(t, cs.State.Waiting.Message, "default/zeta")
 
 	// The owner is deleted: the other pod takes over, nothing is sent.
@@ -1002,7 +1003,7 @@ func TestUpdatePodImageReplacesTheBiz(t *testing.T) {
 	h.reply(uninstallReply("biz1", "0.0.1", protocol.CodeSuccess))
 
 	h.requireSent("installBiz biz1:0.0.1 " + hotfix)
-	require.Equal(t, ReasonBizInstalling, h.reason("p", "biz1"))
+	require.Equal(t, api.ReasonBizInstalling, h.reason("p", "biz1"))
 	h.reply(installOK("biz1", "0.0.1", protocol.BizActivated, h.clk.Now(), ""))
 	h.requireSent()
 	h.requireRunning("p")
@@ -1019,7 +1020,7 @@ func baselineHarness(t *testing.T) (*harness, []protocol.BizModel) {
 	h.create(
 		modulePod("a", t0, bizContainer("biz1", "0.0.1"), bizContainer("biz2", "0.0.1")),
 		modulePod("dup", t0.Add(time.Second), bizContainer("biz1", "0.0.1")),
-		modulePod("bad", t0, bizContainer("biz3", "0.0.1"), corev1.Container{Name: "web", Image: "nginx:latest", Env: []corev1.EnvVar{{Name: EnvBizVersion, Value: "1"}}}),
+		modulePod("bad", t0, bizContainer("biz3", "0.0.1"), corev1.Container{Name: "web", Image: "nginx:latest", Env: []corev1.EnvVar{{Name: api.EnvBizVersion, Value: "1"}}}),
 		gone,
 	)
 	h.list(
@@ -1047,7 +1048,7 @@ func TestBaselineIsTheLivePodsBizs(t *testing.T) {
 		{BizName: "biz2", BizVersion: "0.0.1", BizURL: jarURL("biz2", "0.0.1")},
 		{BizName: "biz3", BizVersion: "0.0.1", BizURL: jarURL("biz3", "0.0.1")},
 	}, got, "no deleted pod, no invalid container, each name:version once")
-	require.Equal(t, ReasonBizInstalling, h.reason("a", "biz1"), "the restarted base has nothing yet")
+	require.Equal(t, api.ReasonBizInstalling, h.reason("a", "biz1"), "the restarted base has nothing yet")
 	// The new base process has none of the old one's bizs and will not
 	// answer what was sent to it: the deleted pod goes at once.
 	h.requireSent()
@@ -1100,10 +1101,10 @@ func TestBaselineOutcome(t *testing.T) {
 		sent: []string{installCmd("biz1", "0.0.1"), installCmd("biz2", "0.0.1"), installCmd("biz3", "0.0.1"), protocol.CommandQueryAllBiz},
 		check: func(t *testing.T, h *harness) {
 			// Installing one by one: no pod is blamed for the batch.
-			require.Equal(t, ReasonBizInstalling, h.reason("a", "biz1"))
-			require.Equal(t, ReasonBizInstalling, h.reason("bad", "biz3"))
+			require.Equal(t, api.ReasonBizInstalling, h.reason("a", "biz1"))
+			require.Equal(t, api.ReasonBizInstalling, h.reason("bad", "biz3"))
 			h.notify()
-			require.Empty(t, h.events.about("pod/default/a", ReasonBizInstallFailed))
+			require.Empty(t, h.events.about("pod/default/a", api.ReasonBizInstallFailed))
 		},
 	}, {
 		name: "one biz failed",
@@ -1116,10 +1117,10 @@ func TestBaselineOutcome(t *testing.T) {
 		check: func(t *testing.T, h *harness) {
 			h.requireRunning("a")
 			cs := h.container("bad", "biz3")
-			require.Equal(t, ReasonBizInstallFailed, stateReason(cs))
+			require.Equal(t, api.ReasonBizInstallFailed, stateReason(cs))
 			require.Equal(t, "internal exception: java.lang.IllegalStateException: biz3 failed to start", cs.State.Waiting.Message)
 			h.notify()
-			ev := h.events.about("pod/default/bad", ReasonBizInstallFailed)
+			ev := h.events.about("pod/default/bad", api.ReasonBizInstallFailed)
 			require.Len(t, ev, 1)
 			require.Equal(t, entryFailure, ev[0].Message)
 			h.resyncAt(h.clk.Now().Add(retryBase))
@@ -1134,7 +1135,7 @@ func TestBaselineOutcome(t *testing.T) {
 		}),
 		sent: []string{protocol.CommandQueryAllBiz},
 		check: func(t *testing.T, h *harness) {
-			require.Equal(t, ReasonBizInstalling, h.reason("a", "biz1"))
+			require.Equal(t, api.ReasonBizInstalling, h.reason("a", "biz1"))
 			h.list(listed("biz1", "0.0.1", protocol.BizActivated, t0), listed("biz2", "0.0.1", protocol.BizActivated, t0), listed("biz3", "0.0.1", protocol.BizActivated, t0))
 			h.requireSent()
 			h.requireRunning("a")
@@ -1148,7 +1149,7 @@ func TestBaselineOutcome(t *testing.T) {
 
 			h.requireSent(tt.sent...)
 			tt.check(t, h)
-			require.Equal(t, ReasonBizOwnedElsewhere, h.reason("dup", "biz1"))
+			require.Equal(t, api.ReasonBizOwnedElsewhere, h.reason("dup", "biz1"))
 		})
 	}
 }
@@ -1167,7 +1168,7 @@ func TestOrphanBizsAreReportedOnce(t *testing.T) {
 	h.resyncAt(h.clk.Now().Add(time.Minute))
 	h.list(list...)
 
-	ev := h.events.about("node/"+testNodeName, ReasonOrphanBiz)
+	ev := h.events.about("node/"+testNodeName, api.ReasonOrphanBiz)
 	require.Len(t, ev, 2, "%v", ev)
 	require.Equal(t, corev1.EventTypeWarning, ev[0].Type)
 	require.ElementsMatch(t,
@@ -1179,7 +1180,7 @@ func TestOrphanBizsAreReportedOnce(t *testing.T) {
 	// Gone and back: reported again.
 	h.list(list[:2]...)
 	h.list(list...)
-	require.Len(t, h.events.about("node/"+testNodeName, ReasonOrphanBiz), 3)
+	require.Len(t, h.events.about("node/"+testNodeName, api.ReasonOrphanBiz), 3)
 }
 
 func TestUninstallOrphansOnlyTouchesOwnBizs(t *testing.T) {
@@ -1196,7 +1197,7 @@ func TestUninstallOrphansOnlyTouchesOwnBizs(t *testing.T) {
 		listed("base-plugin", "1.0.0", protocol.BizActivated, t0),
 	)
 	h.requireSent()
-	require.Len(t, h.events.about("node/"+testNodeName, ReasonOrphanBiz), 1, "the baked-in biz is reported")
+	require.Len(t, h.events.about("node/"+testNodeName, api.ReasonOrphanBiz), 1, "the baked-in biz is reported")
 
 	// Both pods turn their containers into something that is not a biz: the
 	// bizs they had are orphans now.
@@ -1207,13 +1208,13 @@ func TestUninstallOrphansOnlyTouchesOwnBizs(t *testing.T) {
 	}
 
 	h.requireSent(uninstallCmd("biz1", "0.0.1")) // never the adopted or baked-in ones
-	require.Len(t, h.events.about("node/"+testNodeName, ReasonOrphanBiz), 3)
+	require.Len(t, h.events.about("node/"+testNodeName, api.ReasonOrphanBiz), 3)
 	require.EqualValues(t, 3, h.orphans.n.Load())
 	h.reply(uninstallReply("biz1", "0.0.1", protocol.CodeSuccess))
 	h.list(listed("adopted", "1.0.0", protocol.BizActivated, t0), listed("base-plugin", "1.0.0", protocol.BizActivated, t0))
 	h.resyncAt(h.clk.Now().Add(10 * installWait))
 	h.requireSent()
-	require.Equal(t, ReasonInvalidBiz, h.reason("mine", "biz1"))
+	require.Equal(t, api.ReasonInvalidBiz, h.reason("mine", "biz1"))
 }
 
 func TestNotifyPodsOnlyOnChange(t *testing.T) {
@@ -1235,9 +1236,9 @@ func TestNotifyPodsOnlyOnChange(t *testing.T) {
 	require.Len(t, changed, 1, "only the pod whose status changed")
 	require.Equal(t, "p", changed[0].Name)
 	cs := findContainerStatus(changed[0].Status.ContainerStatuses, "biz1")
-	require.Equal(t, ReasonBizBroken, stateReason(*cs))
+	require.Equal(t, api.ReasonBizBroken, stateReason(*cs))
 	require.Equal(t, "java.lang.IllegalStateException: biz1 failed to start", cs.State.Waiting.Message)
-	ev := h.events.about("pod/default/p", ReasonBizBroken)
+	ev := h.events.about("pod/default/p", api.ReasonBizBroken)
 	require.Len(t, ev, 1)
 	require.Equal(t, corev1.EventTypeWarning, ev[0].Type)
 	require.Equal(t, stackTrace, ev[0].Message, "the Event carries the full text")
@@ -1307,7 +1308,7 @@ func TestRunAndNotifyPods(t *testing.T) {
 
 	h.tun.WaitForCommands(t, 5*time.Second, 2, tunneltest.Named(testBase, protocol.CommandInstallBiz))
 	waitFor("installing", func(p *corev1.Pod) bool {
-		return p.Status.Phase == corev1.PodPending && stateReason(p.Status.ContainerStatuses[0]) == ReasonBizInstalling
+		return p.Status.Phase == corev1.PodPending && stateReason(p.Status.ContainerStatuses[0]) == api.ReasonBizInstalling
 	})
 	h.reply(installOK("biz1", "0.0.1", protocol.BizActivated, t0, ""))
 	h.reply(installOK("biz2", "0.0.1", protocol.BizActivated, t0, ""))
@@ -1324,7 +1325,7 @@ func TestRunAndNotifyPods(t *testing.T) {
 	h.list(listed("biz1", "0.0.1", protocol.BizBroken, t0.Add(time.Minute)), list[1])
 	select {
 	case p := <-notified:
-		require.Equal(t, ReasonBizBroken, stateReason(p.Status.ContainerStatuses[0]), "unexpected notification %+v", p.Status)
+		require.Equal(t, api.ReasonBizBroken, stateReason(p.Status.ContainerStatuses[0]), "unexpected notification %+v", p.Status)
 	case <-time.After(5 * time.Second):
 		t.Fatal("no notification of the broken biz")
 	}
@@ -1355,7 +1356,7 @@ func TestRunRetriesCommandsThatCannotBeSent(t *testing.T) {
 	h.create(modulePod("p", t0, bizContainer("biz1", "0.0.1")))
 	require.Empty(t, h.flush())
 	cs := h.container("p", "biz1")
-	require.Equal(t, ReasonBizInstallFailed, stateReason(cs))
+	require.Equal(t, api.ReasonBizInstallFailed, stateReason(cs))
 	require.Contains(t, cs.State.Waiting.Message, "not connected")
 
 	h.tun.SetSendError(nil)
@@ -1368,7 +1369,7 @@ func TestCommandsWaitUntilTheBaseListens(t *testing.T) {
 	// of life; with the embedded broker restarted too, it may not be
 	// connected yet, and whatever is published to it would be lost.
 	h := newHarness(t, func(c *Config) {
-		c.Readiness = Readiness{Reachable: true, Waiting: true, Reason: ReasonBaseAdopted}
+		c.Readiness = Readiness{Reachable: true, Waiting: true, Reason: api.ReasonBaseAdopted}
 	})
 	pod := modulePod("p", t0, bizContainer("biz1", "0.0.1"))
 	h.create(pod)
@@ -1378,15 +1379,15 @@ func TestCommandsWaitUntilTheBaseListens(t *testing.T) {
 	h.requireSent()
 	require.Empty(t, h.releasedPods())
 
-	h.p.SetReadiness(Readiness{Reachable: true, Reason: ReasonBaseReady})
+	h.p.SetReadiness(Readiness{Reachable: true, Reason: api.ReasonBaseReady})
 	h.requireSent(uninstallCmd("biz1", "0.0.1"))
 
 	// An unreachable base gets nothing either, until it is back.
-	h.p.SetReadiness(Readiness{Reachable: false, Reason: ReasonBaseUnreachable})
+	h.p.SetReadiness(Readiness{Reachable: false, Reason: api.ReasonBaseUnreachable})
 	h.create(modulePod("q", t0, bizContainer("biz2", "0.0.1")))
 	h.resyncAt(h.clk.Now().Add(time.Hour))
 	h.requireSent()
-	h.p.SetReadiness(Readiness{Reachable: true, Reason: ReasonBaseReady})
+	h.p.SetReadiness(Readiness{Reachable: true, Reason: api.ReasonBaseReady})
 	got := h.flush()
 	require.Contains(t, got, installCmd("biz2", "0.0.1"))
 }
@@ -1397,18 +1398,18 @@ func TestPodsAreNotReadyWhileTheBaseIsUnreachable(t *testing.T) {
 	h.installed(modulePod("p", t0, bizContainer("biz1", "0.0.1")))
 	h.notify()
 
-	h.p.SetReadiness(Readiness{Reachable: false, Reason: ReasonBaseUnreachable, Message: "no heartbeat for 25s"})
+	h.p.SetReadiness(Readiness{Reachable: false, Reason: api.ReasonBaseUnreachable, Message: "no heartbeat for 25s"})
 	changed := h.notify()
 	require.Len(t, changed, 1, "the pod's status changes when its base goes silent")
 	st := changed[0].Status
 	require.Equal(t, corev1.PodRunning, st.Phase, "the module may still run: the phase stays")
 	ready := podCondition(t, st, corev1.PodReady)
 	require.Equal(t, corev1.ConditionFalse, ready.Status)
-	require.Equal(t, ReasonBaseUnreachable, ready.Reason)
+	require.Equal(t, api.ReasonBaseUnreachable, ready.Reason)
 	require.Equal(t, corev1.ConditionTrue, podCondition(t, st, corev1.ContainersReady).Status, "the last known container state is kept")
 	h.requireSent()
 
-	h.p.SetReadiness(Readiness{Reachable: true, Reason: ReasonBaseReady})
+	h.p.SetReadiness(Readiness{Reachable: true, Reason: api.ReasonBaseReady})
 	require.Len(t, h.notify(), 1, "ready again once the base is back")
 	h.requireRunning("p")
 }
@@ -1427,7 +1428,7 @@ func TestUnsolicitedResultsAreDropped(t *testing.T) {
 	h.reply(installOK("other", "0.0.1", protocol.BizActivated, t0, ""))
 	h.reply(uninstallReply("biz1", "0.0.1", "SUCCESS"))
 	require.Equal(t, int64(2), unsolicited.n.Load())
-	require.Equal(t, ReasonBizInstalling, h.reason("p", "biz1"), "an uninstall nobody sent does not touch the pod")
+	require.Equal(t, api.ReasonBizInstalling, h.reason("p", "biz1"), "an uninstall nobody sent does not touch the pod")
 	h.requireSent()
 
 	h.reply(installOK("biz1", "0.0.1", protocol.BizActivated, t0, ""))
@@ -1443,7 +1444,7 @@ func TestUnsolicitedInstallDoesNotStartAPod(t *testing.T) {
 	h.create(modulePod("p", t0, bizContainer("biz1", "0.0.1")))
 	h.reply(installOK("biz1", "0.0.1", protocol.BizActivated, t0, ""))
 	require.Equal(t, int64(1), unsolicited.n.Load())
-	require.Equal(t, ReasonWaitingForBase, h.reason("p", "biz1"))
+	require.Equal(t, api.ReasonWaitingForBase, h.reason("p", "biz1"))
 	require.Equal(t, corev1.PodPending, h.status("p").Phase)
 }
 
@@ -1458,7 +1459,7 @@ func TestRestartedControllerKeepsReportedStatus(t *testing.T) {
 	require.Equal(t, corev1.PodRunning, running.Phase)
 
 	restarted := newHarness(t, func(c *Config) {
-		c.Readiness = Readiness{Reachable: true, Waiting: true, Reason: ReasonBaseAdopted}
+		c.Readiness = Readiness{Reachable: true, Waiting: true, Reason: api.ReasonBaseAdopted}
 	})
 	pod := modulePod("p", t0, bizContainer("biz1", "0.0.1"))
 	pod.Status = running
@@ -1469,9 +1470,9 @@ func TestRestartedControllerKeepsReportedStatus(t *testing.T) {
 	// The list is the source of truth: the biz is gone, so it is installed
 	// again once the base is heard from, and the pod shows it.
 	restarted.list()
-	restarted.p.SetReadiness(Readiness{Reachable: true, Reason: ReasonBaseReady})
+	restarted.p.SetReadiness(Readiness{Reachable: true, Reason: api.ReasonBaseReady})
 	restarted.requireSent(installCmd("biz1", "0.0.1"))
-	require.Equal(t, ReasonBizInstalling, restarted.reason("p", "biz1"))
+	require.Equal(t, api.ReasonBizInstalling, restarted.reason("p", "biz1"))
 }
 
 func TestCommandQueueNeverBlocks(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
@@ -376,7 +377,7 @@ func (r *round) reportOrphans() {
 		if p.cfg.OrphanBizs != nil {
 			p.cfg.OrphanBizs.Inc()
 		}
-		p.cfg.Events.Eventf(p.nodeRef(), corev1.EventTypeWarning, ReasonOrphanBiz,
+		p.cfg.Events.Eventf(p.nodeRef(), corev1.EventTypeWarning, api.ReasonOrphanBiz,
 			"biz %s runs on the base but no pod on this node asks for it", key)
 		if url, ours := p.installedURL[key]; ours && p.cfg.UninstallOrphans {
 			n, v := splitKey(key)

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
@@ -174,7 +175,7 @@ func TestValidationBiz(t *testing.T) {
 func buildTestNode(env string, s protocol.BaseStatus) *corev1.Node {
 	cfg := NodeConfig{Env: env, BaseID: s.BaseMetadata.Identity, ControllerVersion: "v0.0.0", MaxPods: 110, Arch: "amd64", EnvTaint: true}
 	info := BaseInfo{Status: s}
-	return buildNode(cfg, info, Readiness{Reachable: true, Reason: ReasonBaseReady}, nil, time.Unix(1736935812, 0))
+	return buildNode(cfg, info, Readiness{Reachable: true, Reason: api.ReasonBaseReady}, nil, time.Unix(1736935812, 0))
 }
 
 // requireAPIValid fails t if the node or a pod status built from s is one the

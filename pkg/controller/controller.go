@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/provider"
 	"github.com/moduleops/module-controller/tunnel"
@@ -31,7 +32,7 @@ import (
 const componentName = "module-controller"
 
 // readyReadiness is the judgement of a base that shows signs of life.
-var readyReadiness = provider.Readiness{Reachable: true, Reason: provider.ReasonBaseReady, Message: "base is publishing heartbeats"}
+var readyReadiness = provider.Readiness{Reachable: true, Reason: api.ReasonBaseReady, Message: "base is publishing heartbeats"}
 
 // Controller keeps one virtual node per live base: it turns tunnel events into
 // node state, judges liveness and removes the nodes of bases that are gone.
@@ -233,8 +234,8 @@ func podRetryLimiter() workqueue.TypedRateLimiter[any] {
 // before it is judged.
 func (c *Controller) adoptNodes(ctx context.Context) error {
 	selector := labels.SelectorFromSet(labels.Set{
-		provider.LabelComponent: provider.ComponentVNode,
-		provider.LabelEnv:       c.cfg.Env,
+		api.LabelComponent: api.ComponentVNode,
+		api.LabelEnv:       c.cfg.Env,
 	})
 	nodes, err := c.cfg.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
 	if err != nil {
@@ -249,7 +250,7 @@ func (c *Controller) adoptNodes(ctx context.Context) error {
 		c.startBase(ctx, baseID, baseInfoFromNode(n), provider.Readiness{
 			Reachable: true,
 			Waiting:   true,
-			Reason:    provider.ReasonBaseAdopted,
+			Reason:    api.ReasonBaseAdopted,
 			Message:   "controller restarted; waiting for the base's next heartbeat",
 		})
 	}
@@ -438,7 +439,7 @@ func (c *Controller) markAlive(ctx context.Context, v *vnode) {
 	}
 	v.reachable = true
 	c.metrics.transitions.WithLabelValues("ready").Inc()
-	c.recorder.Event(v.nodeRef(), corev1.EventTypeNormal, "BaseReachable", "base is reachable again")
+	c.recorder.Event(v.nodeRef(), corev1.EventTypeNormal, api.ReasonBaseReachable, "base is reachable again")
 	log.G(ctx).WithField("base", v.baseID).WithField("node", v.nodeName).Info("base reachable again")
 }
 
@@ -459,9 +460,9 @@ func (c *Controller) checkLiveness(ctx context.Context) {
 		case silent > c.cfg.UnreachableAfter && v.reachable:
 			v.reachable = false
 			msg := fmt.Sprintf("no heartbeat or health reply for %s", silent.Round(time.Second))
-			v.provider.SetReadiness(provider.Readiness{Reachable: false, Reason: provider.ReasonBaseUnreachable, Message: msg})
+			v.provider.SetReadiness(provider.Readiness{Reachable: false, Reason: api.ReasonBaseUnreachable, Message: msg})
 			c.metrics.transitions.WithLabelValues("unreachable").Inc()
-			c.recorder.Event(v.nodeRef(), corev1.EventTypeWarning, provider.ReasonBaseUnreachable, msg)
+			c.recorder.Event(v.nodeRef(), corev1.EventTypeWarning, api.ReasonBaseUnreachable, msg)
 			log.G(ctx).WithField("base", v.baseID).WithField("node", v.nodeName).WithField("silent", silent).Warn("base unreachable")
 		}
 		v.provider.Resync()
@@ -552,7 +553,7 @@ func (c *Controller) checkDisruption(ctx context.Context, now time.Time) {
 		for _, v := range c.bases {
 			v.adopted = true
 			if v.reachable {
-				v.provider.SetReadiness(provider.Readiness{Reachable: true, Waiting: true, Reason: provider.ReasonTunnelDisrupted, Message: msg})
+				v.provider.SetReadiness(provider.Readiness{Reachable: true, Waiting: true, Reason: api.ReasonTunnelDisrupted, Message: msg})
 			}
 		}
 	case why == "" && c.disrupted:
@@ -568,7 +569,7 @@ func (c *Controller) checkDisruption(ctx context.Context, now time.Time) {
 			v.lastSeen = now
 			v.lastHealthQuery = time.Time{}
 			if v.reachable {
-				v.provider.SetReadiness(provider.Readiness{Reachable: true, Waiting: true, Reason: provider.ReasonTunnelRestored, Message: msg})
+				v.provider.SetReadiness(provider.Readiness{Reachable: true, Waiting: true, Reason: api.ReasonTunnelRestored, Message: msg})
 			}
 		}
 	}
@@ -620,7 +621,7 @@ func (c *Controller) checkDuplicate(ctx context.Context, v *vnode, status protoc
 		c.metrics.duplicates.Inc()
 		msg := fmt.Sprintf("two bases publish as %q: %s and %s; give each base a unique identity",
 			v.baseID, strings.TrimSuffix(v.instance, "/"), strings.TrimSuffix(instance, "/"))
-		c.recorder.Event(v.nodeRef(), corev1.EventTypeWarning, "DuplicateBaseIdentity", msg)
+		c.recorder.Event(v.nodeRef(), corev1.EventTypeWarning, api.ReasonDuplicateBaseIdentity, msg)
 		log.G(ctx).WithField("base", v.baseID).WithField("node", v.nodeName).
 			WithField("previous", v.instance).WithField("current", instance).Warn("duplicate base identity")
 	}
@@ -635,11 +636,11 @@ func baseInfoFromNode(n *corev1.Node) provider.BaseInfo {
 		Status: protocol.BaseStatus{
 			BaseMetadata: protocol.BaseMetadata{
 				Identity:    baseID,
-				Name:        n.Labels[provider.LabelBaseName],
-				Version:     n.Labels[provider.LabelBaseVersion],
-				ClusterName: n.Labels[provider.LabelBaseClusterName],
+				Name:        n.Labels[api.LabelBaseName],
+				Version:     n.Labels[api.LabelBaseVersion],
+				ClusterName: n.Labels[api.LabelBaseClusterName],
 			},
-			LocalHostName: n.Labels[provider.LabelBaseHostName],
+			LocalHostName: n.Labels[api.LabelBaseHostName],
 			State:         "activated",
 		},
 		Zone:   n.Labels[corev1.LabelTopologyZone],

@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
-	"github.com/moduleops/module-controller/provider"
 	"github.com/moduleops/module-controller/tunnel"
 	"github.com/moduleops/module-controller/tunnel/tunneltest"
 )
@@ -152,8 +152,8 @@ func TestHeartbeatCreatesReadyNodeWithLease(t *testing.T) {
 	f := newFixture(t, nil)
 	f.heartbeat("base-1", "activated")
 
-	n := f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
-	require.Equal(t, "java", n.Labels[provider.LabelBaseStack])
+	n := f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
+	require.Equal(t, "java", n.Labels[api.LabelBaseStack])
 	require.Equal(t, "v9.9.9", n.Status.NodeInfo.KubeletVersion)
 	require.Eventually(t, func() bool {
 		_, err := f.client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(t.Context(), n.Name, metav1.GetOptions{})
@@ -166,13 +166,13 @@ func TestSilentBaseGoesUnreachableThenComesBackThenIsRemoved(t *testing.T) {
 	f := newFixture(t, nil)
 	f.heartbeat("base-1", "activated")
 	name := "vnode.base-1.default"
-	f.node(name, isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node(name, isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 
 	f.advance(DefaultUnreachableAfter + time.Second)
-	f.node(name, isReady(corev1.ConditionUnknown, provider.ReasonBaseUnreachable))
+	f.node(name, isReady(corev1.ConditionUnknown, api.ReasonBaseUnreachable))
 
 	f.heartbeat("base-1", "activated")
-	f.node(name, isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node(name, isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 
 	f.advance(DefaultRemoveAfter)
 	f.nodeGone(name)
@@ -184,7 +184,7 @@ func TestHealthReplyKeepsBaseAlive(t *testing.T) {
 	f := newFixture(t, nil)
 	f.heartbeat("base-1", "activated")
 	name := "vnode.base-1.default"
-	f.node(name, isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node(name, isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 
 	var n *corev1.Node
 	for i := range 3 {
@@ -211,7 +211,7 @@ func TestRemovedBaseTakesItsPods(t *testing.T) {
 	f := newFixture(t, nil)
 	f.heartbeat("base-1", "activated")
 	name := "vnode.base-1.default"
-	f.node(name, isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node(name, isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	for _, p := range []*corev1.Pod{
 		{ObjectMeta: metav1.ObjectMeta{Name: "on-base", Namespace: "a", UID: "u1"}, Spec: corev1.PodSpec{NodeName: name}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "also-on-base", Namespace: "b", UID: "u2"}, Spec: corev1.PodSpec{NodeName: name}},
@@ -279,7 +279,7 @@ func TestDeactivatedHeartbeatRemovesNode(t *testing.T) {
 	f := newFixture(t, nil)
 	f.heartbeat("base-1", "activated")
 	name := "vnode.base-1.default"
-	f.node(name, isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node(name, isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	f.heartbeat("base-1", "deactivated")
 	f.nodeGone(name)
 }
@@ -288,23 +288,23 @@ func TestRestartAdoptsExistingNodesWithoutDeleting(t *testing.T) {
 	existing := corev1.Node{ObjectMeta: metav1.ObjectMeta{
 		Name: "vnode.base-1.default",
 		Labels: map[string]string{
-			provider.LabelComponent: provider.ComponentVNode, provider.LabelEnv: "default",
-			provider.LabelBaseName: "base", provider.LabelBaseVersion: "1.0.0",
+			api.LabelComponent: api.ComponentVNode, api.LabelEnv: "default",
+			api.LabelBaseName: "base", api.LabelBaseVersion: "1.0.0",
 		},
 	}}
 	other := corev1.Node{ObjectMeta: metav1.ObjectMeta{
 		Name:   "vnode.base-2.dev",
-		Labels: map[string]string{provider.LabelComponent: provider.ComponentVNode, provider.LabelEnv: "dev"},
+		Labels: map[string]string{api.LabelComponent: api.ComponentVNode, api.LabelEnv: "dev"},
 	}}
 	f := newFixture(t, nil, existing, other)
 	name := existing.Name
 
-	n := f.node(name, isReady(corev1.ConditionTrue, provider.ReasonBaseAdopted))
-	require.Equal(t, "1.0.0", n.Labels[provider.LabelBaseVersion], "adopted node keeps its labels")
+	n := f.node(name, isReady(corev1.ConditionTrue, api.ReasonBaseAdopted))
+	require.Equal(t, "1.0.0", n.Labels[api.LabelBaseVersion], "adopted node keeps its labels")
 
 	f.advance(DefaultUnreachableAfter - time.Second)
 	f.heartbeat("base-1", "activated")
-	f.node(name, isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node(name, isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 
 	_, err := f.client.CoreV1().Nodes().Get(t.Context(), other.Name, metav1.GetOptions{})
 	require.NoError(t, err, "nodes of another env are left alone")
@@ -313,17 +313,17 @@ func TestRestartAdoptsExistingNodesWithoutDeleting(t *testing.T) {
 func TestAdoptedSilentBaseIsRemovedAfterFullWindow(t *testing.T) {
 	existing := corev1.Node{ObjectMeta: metav1.ObjectMeta{
 		Name:   "vnode.base-1.default",
-		Labels: map[string]string{provider.LabelComponent: provider.ComponentVNode, provider.LabelEnv: "default"},
+		Labels: map[string]string{api.LabelComponent: api.ComponentVNode, api.LabelEnv: "default"},
 	}}
 	f := newFixture(t, nil, existing)
-	f.node(existing.Name, isReady(corev1.ConditionTrue, provider.ReasonBaseAdopted))
+	f.node(existing.Name, isReady(corev1.ConditionTrue, api.ReasonBaseAdopted))
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "on-base", Namespace: "a", UID: "u1"}, Spec: corev1.PodSpec{NodeName: existing.Name}}
 	_, err := f.client.CoreV1().Pods("a").Create(t.Context(), pod, metav1.CreateOptions{})
 	require.NoError(t, err)
 
 	// Not judged before its full window has passed...
 	f.advance(DefaultRemoveAfter - DefaultCheckInterval)
-	f.node(existing.Name, isReady(corev1.ConditionUnknown, provider.ReasonBaseUnreachable))
+	f.node(existing.Name, isReady(corev1.ConditionUnknown, api.ReasonBaseUnreachable))
 	_, err = f.client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(t.Context(), existing.Name, metav1.GetOptions{})
 	require.NoError(t, err, "the lease stays while the node does")
 
@@ -339,7 +339,7 @@ func TestAdoptedSilentBaseIsRemovedAfterFullWindow(t *testing.T) {
 func TestDuplicateIdentityIsReported(t *testing.T) {
 	f := newFixture(t, nil)
 	f.heartbeat("base-1", "activated")
-	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	f.tunnel.Inject(tunnel.BaseHeartbeat{
 		Header: tunnel.Header{BaseID: "base-1", PublishedAt: f.clock.Now()},
 		Status: protocol.BaseStatus{
@@ -366,7 +366,7 @@ func TestOwnershipFiltersBases(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.Ownership = ownsOnly("base-2") })
 	f.heartbeat("base-1", "activated")
 	f.heartbeat("base-2", "activated")
-	f.node("vnode.base-2.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node("vnode.base-2.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	_, err := f.client.CoreV1().Nodes().Get(t.Context(), "vnode.base-1.default", metav1.GetOptions{})
 	require.True(t, apierrors.IsNotFound(err), "a base this replica does not own gets no node")
 }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/provider"
 	"github.com/moduleops/module-controller/tunnel"
@@ -75,11 +76,11 @@ func TestFailedRegistrationIsRetriedOnAFreshNodeController(t *testing.T) {
 	f.stepUntil(time.Second, func() bool { return f.nodeExists("vnode.base-1.default") })
 	require.GreaterOrEqual(t, creates.calls.Load(), int32(4))
 	require.GreaterOrEqual(t, testutil.ToFloat64(f.ctrl.metrics.registrations), 3.0)
-	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 
 	// Another base is served meanwhile and after.
 	f.heartbeat("base-2", "activated")
-	f.node("vnode.base-2.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node("vnode.base-2.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 
 	// Removal of the base once registered after retries does not panic.
 	f.heartbeat("base-1", "deactivated")
@@ -90,7 +91,7 @@ func TestFailedRemovalIsRetriedUntilItSucceeds(t *testing.T) {
 	var deletes *fault
 	f := newFixture(t, func(c *Config) { deletes = injectFault(c, "delete", "leases") })
 	f.heartbeat("base-1", "activated")
-	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	// The lease is created by the node's own goroutine, after the node.
 	require.Eventually(t, func() bool {
 		_, err := f.client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(t.Context(), "vnode.base-1.default", metav1.GetOptions{})
@@ -126,7 +127,7 @@ func TestBrokerOutageRemovesNothing(t *testing.T) {
 	ids := baseIDs(4)
 	f.heartbeatAll(ids...)
 	for _, id := range ids {
-		f.node(protocol.NodeName("default", id), isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+		f.node(protocol.NodeName("default", id), isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	}
 
 	// The broker goes away for far longer than the removal window.
@@ -138,7 +139,7 @@ func TestBrokerOutageRemovesNothing(t *testing.T) {
 	require.Eventually(t, f.ctrl.Disrupted, waitFor, 10*time.Millisecond)
 	require.Equal(t, 1.0, testutil.ToFloat64(f.ctrl.metrics.disrupted))
 	for _, id := range ids {
-		f.node(protocol.NodeName("default", id), isReady(corev1.ConditionTrue, provider.ReasonTunnelDisrupted))
+		f.node(protocol.NodeName("default", id), isReady(corev1.ConditionTrue, api.ReasonTunnelDisrupted))
 	}
 	require.Zero(t, testutil.ToFloat64(f.ctrl.metrics.transitions.WithLabelValues("removed")))
 	require.Zero(t, testutil.ToFloat64(f.ctrl.metrics.transitions.WithLabelValues("unreachable")))
@@ -149,12 +150,12 @@ func TestBrokerOutageRemovesNothing(t *testing.T) {
 	queries := len(f.tunnel.CommandsFor("base-0", protocol.CommandQueryAllBiz))
 	f.heartbeatAll(ids[:3]...)
 	for _, id := range ids[:3] {
-		f.node(protocol.NodeName("default", id), isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+		f.node(protocol.NodeName("default", id), isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	}
 	require.Greater(t, len(f.tunnel.CommandsFor("base-0", protocol.CommandQueryAllBiz)), queries,
 		"the first sign of life after the outage asks for the biz list")
 	f.stepUntil(time.Second, func() bool { return !f.ctrl.Disrupted() })
-	f.node(protocol.NodeName("default", ids[3]), isReady(corev1.ConditionTrue, provider.ReasonTunnelRestored))
+	f.node(protocol.NodeName("default", ids[3]), isReady(corev1.ConditionTrue, api.ReasonTunnelRestored))
 	restored := f.clock.Now()
 
 	// base-3 stays silent: unreachable, then removed a full window after
@@ -176,7 +177,7 @@ func TestMostBasesSilentAtOnceIsADisruption(t *testing.T) {
 	ids := baseIDs(5)
 	f.heartbeatAll(ids...)
 	for _, id := range ids {
-		f.node(protocol.NodeName("default", id), isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+		f.node(protocol.NodeName("default", id), isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	}
 	// Only base-0 keeps reporting: 4 of 5 silent is the path, not the bases.
 	start := f.clock.Now()
@@ -188,8 +189,8 @@ func TestMostBasesSilentAtOnceIsADisruption(t *testing.T) {
 	for _, id := range ids {
 		require.True(t, f.nodeExists(protocol.NodeName("default", id)))
 	}
-	f.node(protocol.NodeName("default", "base-1"), isReady(corev1.ConditionTrue, provider.ReasonTunnelDisrupted))
-	f.node(protocol.NodeName("default", "base-0"), isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node(protocol.NodeName("default", "base-1"), isReady(corev1.ConditionTrue, api.ReasonTunnelDisrupted))
+	f.node(protocol.NodeName("default", "base-0"), isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 }
 
 func TestOneSilentBaseAmongManyIsStillRemoved(t *testing.T) {
@@ -197,7 +198,7 @@ func TestOneSilentBaseAmongManyIsStillRemoved(t *testing.T) {
 	ids := baseIDs(5)
 	f.heartbeatAll(ids...)
 	for _, id := range ids {
-		f.node(protocol.NodeName("default", id), isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+		f.node(protocol.NodeName("default", id), isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	}
 	f.stepUntil(time.Second, func() bool {
 		f.heartbeatAll(ids[1:]...)
@@ -210,7 +211,7 @@ func TestOneSilentBaseAmongManyIsStillRemoved(t *testing.T) {
 func TestMaxBasesRejectsFurtherBases(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.MaxBases = 2 })
 	f.heartbeatAll(baseIDs(3)...)
-	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	require.Eventually(t, func() bool {
 		return testutil.ToFloat64(f.ctrl.metrics.rejected.WithLabelValues("max_bases")) == 1
 	}, waitFor, 10*time.Millisecond)
@@ -228,20 +229,20 @@ func TestInvalidHeartbeatsChangeNothing(t *testing.T) {
 		f.tunnel.Inject(tunnel.BaseHeartbeat{Header: tunnel.Header{BaseID: id, PublishedAt: f.clock.Now()}, Status: s})
 	}
 	f.heartbeat("base-1", "activated")
-	before := f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	before := f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 
 	bad("base-2", func(s *protocol.BaseStatus) { s.Port = -1 })
 	bad("base-3", func(s *protocol.BaseStatus) { s.BaseMetadata.Version = "not a label value" })
 	bad("base-1", func(s *protocol.BaseStatus) { s.LocalIP = "999.1.1.1" })
 	f.heartbeat("base-4", "activated") // processed after the bad ones
-	f.node("vnode.base-4.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node("vnode.base-4.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 
 	for reason, want := range map[string]float64{provider.FieldReasonPortRange: 1, provider.FieldReasonLabelValue: 1, provider.FieldReasonLocalIP: 1} {
 		require.Equal(t, want, testutil.ToFloat64(f.ctrl.metrics.rejected.WithLabelValues(reason)), reason)
 	}
 	require.False(t, f.nodeExists("vnode.base-2.default"))
 	require.False(t, f.nodeExists("vnode.base-3.default"))
-	after := f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	after := f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	require.Equal(t, before.Status.Addresses, after.Status.Addresses, "a known base's invalid heartbeat changed its node")
 }
 
@@ -254,9 +255,9 @@ func TestLoopbackBaseIPNeedsTheDevelopmentSetting(t *testing.T) {
 				LocalIP:      "127.0.0.1", State: "activated",
 			}})
 			f.heartbeat("base-2", "activated") // processed after base-1's
-			f.node("vnode.base-2.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+			f.node("vnode.base-2.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 			if allow {
-				f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+				f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 			} else {
 				require.False(t, f.nodeExists("vnode.base-1.default"))
 			}
@@ -268,7 +269,7 @@ func TestLoopbackBaseIPNeedsTheDevelopmentSetting(t *testing.T) {
 func TestInvalidBizEntriesAreDropped(t *testing.T) {
 	f := newFixture(t, nil)
 	f.heartbeat("base-1", "activated")
-	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	f.tunnel.Inject(tunnel.BizStatus{
 		Header: tunnel.Header{BaseID: "base-1", PublishedAt: f.clock.Now()},
 		Bizs: []protocol.SimpleBizInfo{
@@ -285,7 +286,7 @@ func TestInvalidBizEntriesAreDropped(t *testing.T) {
 func TestMessagesBeyondTheBaseRateAreDropped(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.BaseMessageRate, c.BaseMessageBurst = 1, 5 })
 	f.heartbeat("base-1", "activated")
-	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	for range 20 {
 		f.heartbeat("base-1", "activated") // the fake clock stands still
 	}
@@ -297,7 +298,7 @@ func TestMessagesBeyondTheBaseRateAreDropped(t *testing.T) {
 func TestFutureStampedMessagesChangeNothing(t *testing.T) {
 	f := newFixture(t, nil)
 	f.heartbeat("base-1", "activated")
-	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	later := f.clock.Now().Add(time.Hour)
 	f.tunnel.Inject(tunnel.BizOperationResult{
 		Header:    tunnel.Header{BaseID: "base-1", PublishedAt: later},
@@ -318,8 +319,8 @@ func TestFutureStampedMessagesChangeNothing(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return testutil.ToFloat64(f.ctrl.metrics.dropped.WithLabelValues("future")) == 4
 	}, waitFor, 10*time.Millisecond)
-	n := f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
-	require.Equal(t, "1.0.0", n.Labels[provider.LabelBaseVersion], "a future heartbeat relabelled the node")
+	n := f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
+	require.Equal(t, "1.0.0", n.Labels[api.LabelBaseVersion], "a future heartbeat relabelled the node")
 	require.False(t, f.nodeExists("vnode.base-2.default"))
 }
 

@@ -8,6 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/provider"
 	"github.com/moduleops/module-controller/tunnel"
@@ -119,7 +120,7 @@ func (c *Controller) adoptBase(ctx context.Context, baseID string) {
 	c.startBase(ctx, baseID, baseInfoFromNode(n), provider.Readiness{
 		Reachable: true,
 		Waiting:   true,
-		Reason:    provider.ReasonBaseAdopted,
+		Reason:    api.ReasonBaseAdopted,
 		Message:   "base taken over from another replica; waiting for its next heartbeat",
 	})
 }

@@ -10,8 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
-	"github.com/moduleops/module-controller/provider"
 	"github.com/moduleops/module-controller/tunnel/tunneltest"
 )
 
@@ -74,7 +74,7 @@ func TestHandoverKeepsNodeAndReadoptsFromIt(t *testing.T) {
 	own := newSwitchOwnership("base-1")
 	f := newFixture(t, func(c *Config) { c.Ownership = own })
 	f.heartbeat("base-1", "activated")
-	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 	require.Eventually(t, func() bool { return testutil.ToFloat64(f.ctrl.metrics.bases) == 1 }, waitFor, 10*time.Millisecond)
 
 	own.set("base-1", false)
@@ -127,7 +127,7 @@ func TestGainedBaseWithoutNodeIsServedFromItsLastHeartbeat(t *testing.T) {
 	require.Error(t, err, "a base not owned got a node")
 
 	own.set("base-1", true)
-	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node("vnode.base-1.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 
 	// A heartbeat too old to vouch for the base: served on its next one.
 	f.clock.Step(DefaultUnreachableAfter)
@@ -137,5 +137,5 @@ func TestGainedBaseWithoutNodeIsServedFromItsLastHeartbeat(t *testing.T) {
 		return err == nil
 	}, 300*time.Millisecond, 10*time.Millisecond, "served from a stale heartbeat")
 	f.heartbeat("base-2", "activated")
-	f.node("vnode.base-2.default", isReady(corev1.ConditionTrue, provider.ReasonBaseReady))
+	f.node("vnode.base-2.default", isReady(corev1.ConditionTrue, api.ReasonBaseReady))
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/provider"
 )
@@ -185,7 +186,7 @@ func (c *Controller) runBase(ctx context.Context, v *vnode) {
 			backoff = registerBackoffMin
 		}
 		log.G(ctx).WithError(err).WithField("retryIn", backoff).Warn("virtual node controller stopped; starting a new one")
-		c.recorder.Event(v.nodeRef(), corev1.EventTypeWarning, "NodeRegistrationFailed",
+		c.recorder.Event(v.nodeRef(), corev1.EventTypeWarning, api.ReasonNodeRegistrationFailed,
 			fmt.Sprintf("cannot register the virtual node (retrying in %s): %v", backoff, err))
 		select {
 		case <-ctx.Done():
@@ -234,7 +235,7 @@ func (c *Controller) runNodeController(ctx context.Context, v *vnode) (err error
 			// registered: write it again only if it changed meanwhile.
 			v.provider.PushNodeStatusSince(registered)
 			if v.markRegistered() {
-				c.recorder.Event(v.nodeRef(), corev1.EventTypeNormal, "BaseRegistered", "virtual node serves the base")
+				c.recorder.Event(v.nodeRef(), corev1.EventTypeNormal, api.ReasonBaseRegistered, "virtual node serves the base")
 			}
 		case <-ctx.Done():
 		}

@@ -9,19 +9,19 @@ import (
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/virtual-kubelet/virtual-kubelet/log"
-	"github.com/virtual-kubelet/virtual-kubelet/node/api"
+	vkapi "github.com/virtual-kubelet/virtual-kubelet/node/api"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/protocol"
-	"github.com/moduleops/module-controller/provider"
 )
 
 // containerLogs answers GET /containerLogs/{namespace}/{pod}/{container} for
 // a module pod with its base Pod's log stream.
-func (s *Server) containerLogs(ctx context.Context, namespace, podName, containerName string, opts api.ContainerLogOpts) (io.ReadCloser, error) {
+func (s *Server) containerLogs(ctx context.Context, namespace, podName, containerName string, opts vkapi.ContainerLogOpts) (io.ReadCloser, error) {
 	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	base, container, err := s.basePod(lctx, namespace, podName, containerName)
 	cancel()
@@ -38,7 +38,7 @@ func (s *Server) containerLogs(ctx context.Context, namespace, podName, containe
 }
 
 // podLogOptions turns the kubelet API's query into the pods/log options.
-func podLogOptions(container string, o api.ContainerLogOpts) *corev1.PodLogOptions {
+func podLogOptions(container string, o vkapi.ContainerLogOpts) *corev1.PodLogOptions {
 	opts := &corev1.PodLogOptions{
 		Container:  container,
 		Follow:     o.Follow,
@@ -91,7 +91,7 @@ func (s *Server) basePod(ctx context.Context, namespace, name, container string)
 	if err != nil {
 		return nil, "", fmt.Errorf("looking up the pod with the base's IP %s: %w", ip, err)
 	}
-	ref := pickBasePod(candidates, node.Labels[provider.LabelBaseHostName])
+	ref := pickBasePod(candidates, node.Labels[api.LabelBaseHostName])
 	if ref == nil {
 		return nil, "", fmt.Errorf("the base of virtual node %s (IP %s) is not a pod in this cluster: no running pod outside the virtual nodes has that IP; "+
 			"a module's logs are in its base's own output, read them where the base runs", node.Name, ip)

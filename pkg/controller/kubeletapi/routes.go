@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/virtual-kubelet/virtual-kubelet/log"
-	"github.com/virtual-kubelet/virtual-kubelet/node/api"
+	vkapi "github.com/virtual-kubelet/virtual-kubelet/node/api"
 )
 
 // notSupported is the answer to exec, attach and port-forward.
@@ -25,9 +25,9 @@ func (s *Server) routes() http.Handler {
 	for _, prefix := range []string{"/exec/", "/attach/", "/portForward/", "/run/"} {
 		mux.Handle(prefix, s.counted("unsupported", unsupported))
 	}
-	pods := api.PodHandler(api.PodHandlerConfig{GetContainerLogs: s.containerLogs}, false)
+	pods := vkapi.PodHandler(vkapi.PodHandlerConfig{GetContainerLogs: s.containerLogs}, false)
 	mux.Handle("/containerLogs/", s.counted("containerLogs", s.limitStreams(pods)))
-	mux.Handle("/", s.counted("other", http.HandlerFunc(api.NotFound)))
+	mux.Handle("/", s.counted("other", http.HandlerFunc(vkapi.NotFound)))
 	return s.auth.wrap(mux)
 }
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/virtual-kubelet/virtual-kubelet/node/api"
+	vkapi "github.com/virtual-kubelet/virtual-kubelet/node/api"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -22,8 +22,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/moduleops/module-controller/pkg/api"
 	"github.com/moduleops/module-controller/pkg/certtest"
-	"github.com/moduleops/module-controller/provider"
 )
 
 const (
@@ -52,7 +52,7 @@ func newWorld(t *testing.T, objects ...runtime.Object) *world {
 		Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: baseIP},
 	}
 	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: vnodeName, Labels: map[string]string{provider.LabelBaseHostName: "base-7d9f"}},
+		ObjectMeta: metav1.ObjectMeta{Name: vnodeName, Labels: map[string]string{api.LabelBaseHostName: "base-7d9f"}},
 		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
 			{Type: corev1.NodeInternalIP, Address: baseIP},
 			{Type: corev1.NodeHostName, Address: "10.0.0.9"},
@@ -347,5 +347,5 @@ func TestStreamLimit(t *testing.T) {
 }
 
 func TestPodLogOptions(t *testing.T) {
-	require.Equal(t, &corev1.PodLogOptions{Container: "c"}, podLogOptions("c", api.ContainerLogOpts{}))
+	require.Equal(t, &corev1.PodLogOptions{Container: "c"}, podLogOptions("c", vkapi.ContainerLogOpts{}))
 }

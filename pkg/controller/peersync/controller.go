@@ -23,7 +23,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
-	"github.com/moduleops/module-controller/provider"
+	"github.com/moduleops/module-controller/pkg/api"
 )
 
 const (
@@ -72,11 +72,11 @@ func New(cfg Config) (*Controller, error) {
 		// filter both watches on the server.
 		nodeFactory: informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0,
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-				o.LabelSelector = labels.SelectorFromSet(labels.Set{provider.LabelComponent: provider.ComponentVNode}).String()
+				o.LabelSelector = labels.SelectorFromSet(labels.Set{api.LabelComponent: api.ComponentVNode}).String()
 			})),
 		deploymentFactory: informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0,
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-				o.LabelSelector = labels.SelectorFromSet(labels.Set{provider.LabelStrategy: provider.StrategyPeer}).String()
+				o.LabelSelector = labels.SelectorFromSet(labels.Set{api.LabelStrategy: api.StrategyPeer}).String()
 			})),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "peersync"}),
@@ -320,8 +320,8 @@ func (c *Controller) markUnfitPods(ctx context.Context, d *appsv1.Deployment, fi
 // managed reports whether the Deployment asks for, and has not opted out of,
 // the peer replica sync.
 func managed(d *appsv1.Deployment) bool {
-	return d.Labels[provider.LabelStrategy] == provider.StrategyPeer &&
-		d.Labels[provider.LabelReplicasControl] != provider.ReplicasControlDisabled &&
+	return d.Labels[api.LabelStrategy] == api.StrategyPeer &&
+		d.Labels[api.LabelReplicasControl] != api.ReplicasControlDisabled &&
 		d.DeletionTimestamp == nil
 }
 

@@ -30,7 +30,7 @@
 //
 // It needs: apps deployments get/list/watch, apps deployments/scale
 // get/update, core events create/patch, core nodes list/watch, and for
-// choosing the pods that go, core pods list/patch. It imports provider for
+// choosing the pods that go, core pods list/patch. It imports pkg/api for
 // the label keys and nothing else of the project.
 //
 // Usage:

@@ -6,7 +6,7 @@ import (
 	schedulingcorev1 "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 
-	"github.com/moduleops/module-controller/provider"
+	"github.com/moduleops/module-controller/pkg/api"
 )
 
 // matcher decides whether a pod template can be scheduled onto a node. It is
@@ -28,7 +28,7 @@ func newMatcher(template *corev1.PodTemplateSpec) matcher {
 
 // isVirtualNode reports whether n is a virtual node of a base.
 func isVirtualNode(n *corev1.Node) bool {
-	return n.Labels[provider.LabelComponent] == provider.ComponentVNode
+	return n.Labels[api.LabelComponent] == api.ComponentVNode
 }
 
 // fits reports whether a pod of the template would be placed on n by the

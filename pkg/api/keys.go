@@ -1,4 +1,4 @@
-package provider
+package api
 
 // Kubernetes label, taint and annotation keys set on virtual nodes and read
 // from module pods. The values match the Koupleless reference controller so
