@@ -333,3 +333,40 @@ func TestBrokerTLSWithLocalListener(t *testing.T) {
 	_, err = New(Config{Address: "127.0.0.1:0", LocalAddress: ":0", Username: "u", Password: "p"})
 	require.ErrorContains(t, err, "not a loopback address")
 }
+
+// A connection that never sends CONNECT must not hold up Close: Close waits
+// for every client session, so it closes the connections it accepted.
+func TestCloseEndsSessionsThatNeverConnected(t *testing.T) {
+	b, err := New(Config{Address: "127.0.0.1:0"})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", b.Addr())
+		if err == nil {
+			_ = c.Close()
+		}
+		return err == nil
+	}, 5*time.Second, 10*time.Millisecond)
+	silent, err := net.Dial("tcp", b.Addr())
+	require.NoError(t, err)
+	defer func() { _ = silent.Close() }()
+	// The broker reads from it: its session has started.
+	time.Sleep(100 * time.Millisecond)
+
+	closed := make(chan struct{})
+	go func() { b.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close is still waiting for a connection that never sent CONNECT")
+	}
+	require.ErrorIs(t, <-done, ErrClosed)
+	// The broker closed its side: reading ends.
+	require.NoError(t, silent.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = silent.Read(make([]byte, 1))
+	require.Error(t, err)
+	require.NotErrorIs(t, err, os.ErrDeadlineExceeded)
+}
