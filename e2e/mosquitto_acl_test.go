@@ -30,7 +30,7 @@ import (
 
 	"github.com/moduleops/module-controller/e2e/framework"
 	"github.com/moduleops/module-controller/pkg/basesim"
-	"github.com/moduleops/module-controller/pkg/config"
+	"github.com/moduleops/module-controller/pkg/broker"
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
@@ -285,10 +285,10 @@ func TestMosquittoOverlayConfigStarts(t *testing.T) {
 	// max_packet_size (the embedded broker's default limit too).
 	_, err = dialMQTT(t, b.URL, "anonymous", "", "", b.TLSConfig.Clone())
 	require.Error(t, err, "the shipped configuration refuses anonymous clients")
-	require.Contains(t, text, "max_packet_size "+strconv.Itoa(config.DefaultEmbeddedBrokerMaxPacketSize)+"\n")
+	require.Contains(t, text, "max_packet_size "+strconv.Itoa(broker.DefaultMaxPacketSize)+"\n")
 	big := mqttClient(t, b, "conf-check-big", controllerMQTTUser, password)
 	_ = big.Publish(protocol.Topic("default", "10.0.0.1", protocol.CommandHealth), 1, false,
-		make([]byte, config.DefaultEmbeddedBrokerMaxPacketSize+1)).WaitTimeout(10 * time.Second)
+		make([]byte, broker.DefaultMaxPacketSize+1)).WaitTimeout(10 * time.Second)
 	require.Eventually(t, func() bool { return !big.IsConnectionOpen() }, waitLong, poll,
 		"mosquitto disconnects a client sending a packet over max_packet_size")
 	require.True(t, cl.IsConnectionOpen(), "other clients stay connected")

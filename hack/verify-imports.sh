@@ -51,7 +51,7 @@ for pkg in $(packages ./pkg/protocol/...); do
 	fi
 done
 echo "ok     ./pkg/protocol/...: standard library only"
-for pkg in $(packages ./pkg/api/...); do
+for pkg in $(packages ./pkg/api/...) $(packages ./pkg/fieldcheck/...); do
 	bad="$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$pkg" | grep -v -x -F "$pkg" || true)"
 	if [[ -n "$bad" ]]; then
 		echo "FAIL   $pkg must import the standard library only:" >&2
@@ -59,7 +59,7 @@ for pkg in $(packages ./pkg/api/...); do
 		fail=1
 	fi
 done
-echo "ok     ./pkg/api/...: standard library only"
+echo "ok     ./pkg/api/... and ./pkg/fieldcheck/...: standard library only"
 
 check deps ./tunnel "^(k8s\.io/|github\.com/eclipse/paho|$M/(provider|pkg/controller|tunnel/mqtt|tunnel/http)(/|$))" "k8s.io, paho, provider, pkg/controller, tunnel/mqtt or tunnel/http"
 check deps ./tunnel/mqtt/... "^(k8s\.io/|$M/(provider|pkg/controller)(/|$))" "k8s.io, provider or pkg/controller"
@@ -67,12 +67,14 @@ check deps ./tunnel/http/... "^(k8s\.io/|github\.com/eclipse/paho|$M/(provider|p
 check imports ./provider/... "^k8s\.io/client-go(/|$)" "client-go"
 check deps ./provider/... "^$M/(tunnel/mqtt|tunnel/http|pkg/controller|pkg/config)(/|$)|^github\.com/eclipse/paho" "tunnel/mqtt, tunnel/http, pkg/controller, pkg/config or paho"
 check deps ./pkg/controller/... "^$M/(tunnel/mqtt|tunnel/http|pkg/config)(/|$)|^github\.com/eclipse/paho" "tunnel/mqtt, tunnel/http, pkg/config or paho"
-check deps ./pkg/config/... "^$M/" "other project packages"
-check deps ./pkg/broker "^(k8s\.io/|$M/)" "k8s.io or project packages"
+# pkg/config binds flags onto the components' Configs: it may import them,
+# never the reverse (the checks above keep the components free of it).
+check deps ./pkg/config/... "^$M/(cmd|e2e|pkg/basesim)(/|$)" "cmd, e2e or the simulator"
+check deps ./pkg/broker "^(k8s\.io/|$M/($|[^p]|p[^k]|pkg/[^f]|pkg/f[^i]))" "k8s.io or project packages but pkg/fieldcheck"
 # The test helpers beside it: the MQTT client one stands alone, the broker one
 # wraps the broker and nothing else.
 check deps ./pkg/broker/mqtttest "^(k8s\.io/|$M/)" "k8s.io or project packages"
-check deps ./pkg/broker/brokertest "^k8s\.io/|^$M/($|[^p]|p[^k]|pkg/[^b]|pkg/b[^r]|pkg/broker/)" "k8s.io or project packages but pkg/broker"
+check deps ./pkg/broker/brokertest "^k8s\.io/|^$M/($|[^p]|p[^k]|pkg/[^bf]|pkg/b[^r]|pkg/f[^i]|pkg/broker/)" "k8s.io or project packages but pkg/broker and pkg/fieldcheck"
 # The test bed is for tests only, and e2e is black-box.
 for dir in ./cmd/... ./pkg/... ./provider/... ./tunnel/...; do
 	check deps "$dir" "^$M/e2e(/|$)" "e2e packages"

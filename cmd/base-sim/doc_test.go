@@ -21,7 +21,7 @@ func TestConfigurationDoc(t *testing.T) {
 	fs := pflag.NewFlagSet("base-sim", pflag.ContinueOnError)
 	o.addFlags(fs)
 	const path = "../../docs/configuration.md"
-	want := config.MarkdownTables(fs, groups, envVar)
+	want := config.MarkdownTables(fs, groups, envVars)
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
 	begin := "<!-- BEGIN GENERATED base-sim flags: make docs -->\n"

@@ -186,17 +186,17 @@ var groups = []config.Group{
 	{Title: "Logging", Flags: []string{"log-level"}},
 }
 
-// envVar returns the environment variable a flag falls back to, or "".
-func envVar(flag string) string {
+// envVars returns the environment variable a flag falls back to, if any.
+func envVars(flag string) []string {
 	switch flag {
 	case "username":
-		return envUsername
+		return []string{envUsername}
 	case "password":
-		return envPassword
+		return []string{envPassword}
 	case "http-token":
-		return envHTTPToken
+		return []string{envHTTPToken}
 	}
-	return ""
+	return nil
 }
 
 func main() {

@@ -37,15 +37,9 @@ func brokerACL(env, controllerUser string) string {
 // listener is TLS only and the controller's own tunnel connects through a
 // plain loopback listener of the same broker.
 func embeddedBrokerConfig(opts config.Options) (broker.Config, error) {
-	cfg := broker.Config{
-		Address:       opts.EmbeddedBrokerAddress,
-		Username:      opts.MQTTUsername,
-		Password:      opts.MQTTPassword,
-		PasswordFile:  opts.EmbeddedBrokerPasswordFile,
-		MaxPacketSize: uint32(opts.EmbeddedBrokerMaxPacketSize), // validated: 1024..268435455
-	}
-	if opts.MQTTUsername != "" {
-		acl, err := broker.ParseACL(brokerACL(opts.Env, opts.MQTTUsername))
+	cfg := opts.Broker
+	if cfg.Username != "" {
+		acl, err := broker.ParseACL(brokerACL(opts.Controller.Env, cfg.Username))
 		if err != nil {
 			return cfg, err
 		}

@@ -37,8 +37,10 @@ func TestBrokerACLMatchesMosquittoACL(t *testing.T) {
 }
 
 func TestEmbeddedBrokerConfig(t *testing.T) {
-	o := config.Options{Env: "dev", EmbeddedBrokerAddress: ":1883", MQTTUsername: "ctl", MQTTPassword: "pw", EmbeddedBrokerMaxPacketSize: 4096}
-	cfg, err := embeddedBrokerConfig(o)
+	o := config.NewOptions()
+	o.Controller.Env, o.Broker.Address, o.MQTT.Username, o.MQTT.Password, o.Broker.MaxPacketSize = "dev", ":1883", "ctl", "pw", 4096
+	o.Complete()
+	cfg, err := embeddedBrokerConfig(*o)
 	require.NoError(t, err)
 	require.NotNil(t, cfg.ACL)
 	require.Equal(t, uint32(4096), cfg.MaxPacketSize)
@@ -49,10 +51,13 @@ func TestEmbeddedBrokerConfig(t *testing.T) {
 	require.Empty(t, cfg.LocalAddress, "no TLS: the tunnel uses the main listener")
 
 	// Loopback without credentials: no ACL, anyone may connect.
-	cfg, err = embeddedBrokerConfig(config.Options{Env: "dev", EmbeddedBrokerAddress: "127.0.0.1:0"})
+	o = config.NewOptions()
+	o.Controller.Env, o.Broker.Address = "dev", "127.0.0.1:0"
+	o.Complete()
+	cfg, err = embeddedBrokerConfig(*o)
 	require.NoError(t, err)
 	require.Nil(t, cfg.ACL)
 	_, err = broker.New(broker.Config{Address: ":0"})
 	require.ErrorIs(t, err, broker.ErrAnonymousNotLoopback)
-	require.Equal(t, config.DefaultEmbeddedBrokerMaxPacketSize, broker.DefaultMaxPacketSize)
+	require.Equal(t, uint32(broker.DefaultMaxPacketSize), config.NewOptions().Broker.MaxPacketSize, "the flag defaults to the broker's default")
 }

@@ -6,13 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -46,14 +44,14 @@ import (
 const shutdownTimeout = 5 * time.Second
 
 func main() {
-	var opts config.Options
+	opts := config.NewOptions()
 	fs := pflag.NewFlagSet("module-controller", pflag.ContinueOnError)
 	fs.Usage = func() {} // printed below: to stdout for --help, a hint on stderr for a bad flag
 	opts.AddFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Print(usageHeader)
-			config.PrintUsage(os.Stdout, fs, config.Groups, usageColumns)
+			config.PrintUsage(os.Stdout, fs, config.Groups(), usageColumns)
 			return
 		}
 		fmt.Fprintf(os.Stderr, "module-controller: %v\n", err)
@@ -65,7 +63,7 @@ func main() {
 		return
 	}
 	opts.ApplyEnv(fs, os.LookupEnv)
-	opts.Normalize()
+	opts.Complete()
 	if err := opts.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "module-controller: invalid settings:\n%v\n", err)
 		os.Exit(2)
@@ -81,7 +79,7 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	if err := run(ctx, opts); err != nil {
+	if err := run(ctx, *opts); err != nil {
 		log.G(ctx).WithError(err).Error("module-controller failed")
 		os.Exit(1)
 	}
@@ -146,9 +144,9 @@ func run(ctx context.Context, opts config.Options) error {
 	defer stopBroker()
 	// Everything is built before anything runs, so a bad setting found by a
 	// constructor leaves no goroutine behind.
-	brokerURL := opts.BrokerURL()
+	brokerURL := opts.MQTT.BrokerURL
 	var embedded *broker.Broker
-	if opts.MQTTTunnel && opts.MQTTBroker == "" {
+	if opts.EmbeddedBroker() {
 		brokerCfg, err := embeddedBrokerConfig(opts)
 		if err != nil {
 			return fmt.Errorf("starting the embedded broker: %w", err)
@@ -177,21 +175,9 @@ func run(ctx context.Context, opts config.Options) error {
 	var own *cluster.Ownership
 	var ownership controller.Ownership
 	if opts.ClusterMode {
-		own, err = cluster.New(cluster.Config{
-			Client:        client,
-			Namespace:     opts.Namespace,
-			Identity:      opts.ClientID,
-			Env:           opts.Env,
-			LeaseDuration: opts.ClusterLeaseDuration,
-			RenewDeadline: opts.ClusterRenewDeadline,
-			RenewInterval: opts.ClusterRenewInterval,
-			RetryPeriod:   opts.ClusterRetryPeriod,
-			// The owner of a silent base must remove its node before the
-			// base is forgotten.
-			ForgetAfter: max(cluster.DefaultForgetAfter, 2*opts.RemoveAfter),
-			Connected:   tun.Connected,
-			Registerer:  registry,
-		})
+		clusterCfg := opts.Cluster
+		clusterCfg.Client, clusterCfg.Connected, clusterCfg.Registerer = client, tun.Connected, registry
+		own, err = cluster.New(clusterCfg)
 		if err != nil {
 			return err
 		}
@@ -203,7 +189,7 @@ func run(ctx context.Context, opts config.Options) error {
 	ctrlClient := client
 	if own != nil {
 		guarded := rest.CopyConfig(restConfig)
-		guarded.Wrap(controller.GuardWrites(opts.Env, own))
+		guarded.Wrap(controller.GuardWrites(opts.Controller.Env, own))
 		if ctrlClient, err = kubernetes.NewForConfig(guarded); err != nil {
 			return fmt.Errorf("creating the Kubernetes client: %w", err)
 		}
@@ -216,52 +202,20 @@ func run(ctx context.Context, opts config.Options) error {
 	} else if opts.KubeletPort > 0 {
 		log.G(ctx).Warn("kubelet API off: no --kubelet-address or $POD_IP for the API server to dial; kubectl logs on module pods will not work")
 	}
-	ctrl, err := controller.New(controller.Config{
-		KubeletAddress:      opts.KubeletAddress,
-		KubeletPort:         kubeletPort,
-		Client:              ctrlClient,
-		Tunnel:              tun,
-		Env:                 opts.Env,
-		Version:             version.Version,
-		MaxPods:             opts.MaxPods,
-		EnvTaint:            opts.EnvTaint,
-		UnreachableAfter:    opts.UnreachableAfter,
-		RemoveAfter:         opts.RemoveAfter,
-		HealthInterval:      opts.HealthInterval,
-		NodeLeaseDuration:   opts.NodeLeaseDuration,
-		LeaseRenewInterval:  opts.LeaseRenewInterval,
-		InstallTimeout:      opts.InstallTimeout,
-		QueryInterval:       opts.QueryInterval,
-		UninstallOrphans:    opts.UninstallOrphans,
-		PodWorkers:          opts.PodWorkers,
-		NodeStatusInterval:  opts.NodeStatusInterval,
-		CommandTimeout:      opts.CommandTimeout,
-		MaxBases:            opts.MaxBases,
-		BaseMessageRate:     opts.BaseMessageRate,
-		BaseMessageBurst:    opts.BaseMessageBurst,
-		MaxClockSkew:        opts.MaxClockSkew,
-		AllowLoopbackBaseIP: opts.AllowLoopbackBaseIP,
-		Ownership:           ownership,
-		Registerer:          registry,
-	})
+	ctrlCfg := opts.Controller
+	ctrlCfg.KubeletPort, ctrlCfg.Client, ctrlCfg.Tunnel, ctrlCfg.Version = kubeletPort, ctrlClient, tun, version.Version
+	ctrlCfg.Ownership, ctrlCfg.Registerer = ownership, registry
+	ctrl, err := controller.New(ctrlCfg)
 	if err != nil {
 		return err
 	}
 
 	var kubelet *kubeletapi.Server // nil: the kubelet API is off
 	if kubeletPort > 0 {
-		kubelet, err = kubeletapi.New(kubeletapi.Config{
-			Client:        client,
-			Env:           opts.Env,
-			ListenAddress: net.JoinHostPort(opts.KubeletBindAddress, strconv.Itoa(opts.KubeletPort)),
-			CertFile:      opts.KubeletTLSCertPath,
-			KeyFile:       opts.KubeletTLSKeyPath,
-			Hosts:         kubeletHosts(opts.KubeletAddress),
-			ClientCAFile:  opts.KubeletClientCAPath,
-			BaseContainer: opts.BaseContainer,
-			BasePods:      ctrl.PodsWithIP,
-			Registerer:    registry,
-		})
+		kubeletCfg := opts.Kubelet
+		kubeletCfg.Client, kubeletCfg.Hosts = client, kubeletHosts(opts.Controller.KubeletAddress)
+		kubeletCfg.BasePods, kubeletCfg.Registerer = ctrl.PodsWithIP, registry
+		kubelet, err = kubeletapi.New(kubeletCfg)
 		if err != nil {
 			return err
 		}
@@ -281,12 +235,12 @@ func run(ctx context.Context, opts config.Options) error {
 			peerSyncReady = nil
 			leader, err = cluster.NewLeader(cluster.LeaderConfig{
 				Client:        client,
-				Namespace:     opts.Namespace,
-				Name:          cluster.LeaseName("module-controller-sync-", opts.Env),
-				Identity:      opts.ClientID,
-				LeaseDuration: opts.ClusterLeaseDuration,
-				RenewDeadline: opts.ClusterRenewDeadline,
-				RetryPeriod:   opts.ClusterRetryPeriod,
+				Namespace:     opts.Cluster.Namespace,
+				Name:          cluster.LeaseName("module-controller-sync-", opts.Cluster.Env),
+				Identity:      opts.Cluster.Identity,
+				LeaseDuration: opts.Cluster.LeaseDuration,
+				RenewDeadline: opts.Cluster.RenewDeadline,
+				RetryPeriod:   opts.Cluster.RetryPeriod,
 				Registerer:    registry,
 			})
 			if err != nil {
@@ -357,8 +311,8 @@ func run(ctx context.Context, opts config.Options) error {
 			return serve(ctx, opts.PprofAddress, mux, "")
 		})
 	}
-	log.G(ctx).WithField("env", opts.Env).WithField("broker", brokerURL).WithField("version", version.Version).
-		WithField("clusterMode", opts.ClusterMode).WithField("replica", opts.ClientID).Info("module-controller starting")
+	log.G(ctx).WithField("env", opts.Controller.Env).WithField("broker", brokerURL).WithField("version", version.Version).
+		WithField("clusterMode", opts.ClusterMode).WithField("replica", opts.MQTT.ClientID).Info("module-controller starting")
 	return g.Wait()
 }
 
@@ -377,42 +331,18 @@ func kubeletHosts(address string) []string {
 func buildTunnel(opts config.Options, brokerURL string, registry *prometheus.Registry) (tunnel.Tunnel, error) {
 	var transports []tunnel.Transport
 	if opts.MQTTTunnel {
-		t, err := mqtt.New(mqtt.Config{
-			BrokerURL:      brokerURL,
-			Username:       opts.MQTTUsername,
-			Password:       opts.MQTTPassword,
-			ClientIDPrefix: opts.MQTTClientPrefix,
-			ClientID:       opts.ClientID,
-			Env:            opts.Env,
-			TLS: mqtt.TLSConfig{
-				CAFile:         opts.MQTTCAPath,
-				ClientCertFile: opts.MQTTClientCertPath,
-				ClientKeyFile:  opts.MQTTClientKeyPath,
-			},
-			MaxMessageAge:   opts.MessageMaxAge,
-			MaxMessageBytes: opts.MQTTMaxMessageBytes,
-			Registerer:      registry,
-		})
+		cfg := opts.MQTT
+		cfg.BrokerURL, cfg.Registerer = brokerURL, registry
+		t, err := mqtt.New(cfg)
 		if err != nil {
 			return nil, err
 		}
 		transports = append(transports, tunnel.Transport{Name: "mqtt", Tunnel: t})
 	}
 	if opts.HTTPTunnel {
-		t, err := httptunnel.New(httptunnel.Config{
-			ListenAddress:       opts.HTTPTunnelListen,
-			AuthToken:           opts.HTTPTunnelToken,
-			TLSCertFile:         opts.HTTPTunnelTLSCertPath,
-			TLSKeyFile:          opts.HTTPTunnelTLSKeyPath,
-			ClientCAFile:        opts.HTTPTunnelClientCAPath,
-			InstallTimeout:      opts.HTTPTunnelInstallTimeout,
-			MaxInFlight:         opts.HTTPTunnelMaxInFlight,
-			MaxBases:            opts.MaxBases,
-			BaseTTL:             2 * opts.RemoveAfter,
-			AllowLoopback:       opts.AllowLoopbackBaseIP,
-			AllowForeignAddress: opts.HTTPTunnelAllowForeignIP,
-			Registerer:          registry,
-		})
+		cfg := opts.HTTP
+		cfg.Registerer = registry
+		t, err := httptunnel.New(cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -430,7 +360,7 @@ func buildTunnel(opts config.Options, brokerURL string, registry *prometheus.Reg
 	}
 	return tunnel.NewMux(tunnel.MuxConfig{
 		Transports:  transports,
-		SilentAfter: opts.UnreachableAfter,
+		SilentAfter: opts.Controller.UnreachableAfter,
 		OnIgnored: func(baseID, served, other string) {
 			ignored.WithLabelValues(other).Inc()
 			log.L.WithField("base", baseID).WithField("servedBy", served).WithField("transport", other).

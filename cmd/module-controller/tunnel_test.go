@@ -15,13 +15,13 @@ import (
 
 func options(t *testing.T, args ...string) config.Options {
 	t.Helper()
-	var o config.Options
+	o := config.NewOptions()
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	o.AddFlags(fs)
 	require.NoError(t, fs.Parse(args))
-	o.Normalize()
+	o.Complete()
 	require.NoError(t, o.Validate())
-	return o
+	return *o
 }
 
 func TestBuildTunnel(t *testing.T) {

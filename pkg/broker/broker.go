@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	vklog "github.com/virtual-kubelet/virtual-kubelet/log"
 	"golang.org/x/time/rate"
+
+	"github.com/moduleops/module-controller/pkg/fieldcheck"
 )
 
 // DefaultAddress is where the broker listens when Config.Address is empty:
@@ -77,31 +79,48 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// Validate reports every problem with the configuration.
+// DefaultConfig returns the defaults of the settings of Config; the command
+// line's flags default to them.
+func DefaultConfig() Config {
+	return Config{Address: DefaultAddress, MaxPacketSize: DefaultMaxPacketSize}
+}
+
+// Validate reports every problem with the configuration, each a
+// fieldcheck.Error naming its field.
 func (c Config) Validate() error {
 	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fieldcheck.Errorf(field, format, args...))
+	}
 	addr := c.Address
 	if addr == "" {
 		addr = DefaultAddress
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("address %q: %w", c.Address, err))
+		add("Address", "%q: %v", c.Address, err)
 	} else if c.Username == "" && c.PasswordFile == "" && !IsLoopback(host) {
-		errs = append(errs, fmt.Errorf("address %q: %w", addr, ErrAnonymousNotLoopback))
+		add("Address", "%q: %w", addr, ErrAnonymousNotLoopback)
 	}
 	if c.Username == "" && c.Password != "" {
-		errs = append(errs, errors.New("password set without username"))
+		add("Password", "set without {Username}")
+	}
+	if c.Username != "" && c.Password == "" {
+		add("Password", "is needed for {Username} %q", c.Username)
+	}
+	// MQTT's own limit is 268,435,455 bytes (a remaining length of 4 bytes).
+	if c.MaxPacketSize != 0 && (c.MaxPacketSize < 1024 || c.MaxPacketSize > 268435455) {
+		add("MaxPacketSize", "%d must be at least 1024 and at most 268435455", c.MaxPacketSize)
 	}
 	if c.LocalAddress != "" {
 		if host, _, err := net.SplitHostPort(c.LocalAddress); err != nil {
-			errs = append(errs, fmt.Errorf("local address %q: %w", c.LocalAddress, err))
+			add("LocalAddress", "%q: %v", c.LocalAddress, err)
 		} else if !IsLoopback(host) {
-			errs = append(errs, fmt.Errorf("local address %q is not a loopback address", c.LocalAddress))
+			add("LocalAddress", "%q is not a loopback address", c.LocalAddress)
 		}
 	}
 	if c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
-		errs = append(errs, errors.New("tls config has no server certificate"))
+		add("TLS", "has no server certificate")
 	}
 	return errors.Join(errs...)
 }

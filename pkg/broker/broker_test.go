@@ -143,6 +143,8 @@ func TestConfigValidate(t *testing.T) {
 		{"zero", Config{}, true},
 		{"bad address", Config{Address: "nope"}, false},
 		{"password without user", Config{Password: "x"}, false},
+		{"user without password", Config{Username: "u"}, false},
+		{"packet size too small", Config{MaxPacketSize: 100}, false},
 		{"tls without cert", Config{TLS: &tls.Config{MinVersion: tls.VersionTLS12}}, false},
 		{"anonymous on every interface", Config{Address: ":1883"}, false},
 		{"anonymous on a host name", Config{Address: "broker.example:1883"}, false},

@@ -17,52 +17,34 @@ type Group struct {
 	Flags []string
 }
 
-// Groups orders the settings for --help and docs/configuration.md. A flag
-// missing here is still shown, under OtherTitle.
-var Groups = []Group{
-	{"MQTT broker and tunnel", []string{
-		"env", "mqtt-broker", "mqtt-port", "mqtt-username", "mqtt-password", "mqtt-ca-path",
-		"mqtt-client-crt-path", "mqtt-client-key-path", "mqtt-client-prefix", "client-id",
-		"embedded-broker-address", "message-max-age", "mqtt-max-message-bytes", "command-timeout",
-	}},
-	{"HTTP tunnel", []string{
-		"http-tunnel", "http-tunnel-listen", "http-tunnel-install-timeout", "http-tunnel-max-in-flight",
-		"http-tunnel-token", "http-tunnel-tls-crt-path", "http-tunnel-tls-key-path", "http-tunnel-client-ca-path",
-		"http-tunnel-allow-foreign-ip", "mqtt-tunnel",
-	}},
-	{"Embedded MQTT broker security", []string{
-		"embedded-broker-password-file", "embedded-broker-max-packet-size", "embedded-broker-tls-crt-path",
-		"embedded-broker-tls-key-path", "embedded-broker-client-ca-path",
-	}},
-	{"Kubernetes API", []string{"kubeconfig", "kube-api-qps", "kube-api-burst"}},
-	{"Cluster mode (several replicas)", []string{
-		"cluster-mode", "namespace", "cluster-lease-duration", "cluster-renew-deadline",
-		"cluster-renew-interval", "cluster-retry-period",
-	}},
-	{"Virtual nodes", []string{
-		"unreachable-after", "remove-after", "health-interval", "node-lease-duration",
-		"lease-renew-interval", "node-status-interval", "max-pods", "env-taint",
-	}},
-	{"Module pods", []string{"install-timeout", "query-interval", "uninstall-orphans", "pod-workers", "peer-replica-sync"}},
-	{"Kubelet API (kubectl logs)", []string{
-		"kubelet-port", "kubelet-address", "kubelet-bind-address", "kubelet-tls-cert", "kubelet-tls-key",
-		"kubelet-client-ca", "base-container",
-	}},
-	{"Limits", []string{"max-bases", "base-message-rate", "base-message-burst", "max-clock-skew", "allow-loopback-base-ip"}},
-	{"Serving and logging", []string{"metrics-address", "health-address", "pprof-address", "log-level", "log-format", "version"}},
+// Groups returns the sections of module-controller's --help and
+// docs/configuration.md: the groups of the table, in order.
+func Groups() []Group {
+	var out []Group
+	for _, g := range NewOptions().table() {
+		var flags []string
+		for _, s := range g.settings {
+			flags = append(flags, s.flag)
+		}
+		out = append(out, Group{Title: g.title, Flags: flags})
+	}
+	return out
 }
 
 // OtherTitle is the group of flags that no entry of Groups lists.
 const OtherTitle = "Other"
 
-// EnvVar returns the environment variable read for a flag, or "" if none.
-func EnvVar(flag string) string {
-	for _, s := range settings {
-		if s.flag == flag {
-			return s.env
+// EnvVars returns the environment variables read for a module-controller
+// flag, in the order they are read (nil if none).
+func EnvVars(flag string) []string {
+	for _, g := range NewOptions().table() {
+		for _, s := range g.settings {
+			if s.flag == flag {
+				return s.envs()
+			}
 		}
 	}
-	return ""
+	return nil
 }
 
 // grouped returns groups (Groups, then OtherTitle for the rest) of the flags
@@ -84,7 +66,7 @@ func grouped(fs *pflag.FlagSet, groups []Group) []Group {
 	}
 	var rest []string
 	fs.VisitAll(func(f *pflag.Flag) {
-		if !listed[f.Name] && f.Name != "help" {
+		if !listed[f.Name] && f.Name != "help" && f.Deprecated == "" && !f.Hidden {
 			rest = append(rest, f.Name)
 		}
 	})
@@ -113,9 +95,9 @@ func PrintUsage(w io.Writer, fs *pflag.FlagSet, groups []Group, cols int) {
 }
 
 // MarkdownTables renders the flags of fs as one Markdown table per group
-// (Groups; nil for one table): flag, environment variable (from env, which
-// may return ""), default and meaning. docs/configuration.md embeds it.
-func MarkdownTables(fs *pflag.FlagSet, groups []Group, env func(flag string) string) string {
+// (Groups; nil for one table): flag, environment variables (from env, the
+// first one read first), default and meaning. docs/configuration.md embeds it.
+func MarkdownTables(fs *pflag.FlagSet, groups []Group, env func(flag string) []string) string {
 	var b strings.Builder
 	for i, g := range grouped(fs, groups) {
 		if i > 0 {
@@ -131,7 +113,14 @@ func MarkdownTables(fs *pflag.FlagSet, groups []Group, env func(flag string) str
 			if i := strings.LastIndex(usage, " [$"); i >= 0 {
 				usage = usage[:i]
 			}
-			fmt.Fprintf(&b, "| `--%s` | %s | %s | %s |\n", f.Name, code(env(f.Name)), code(f.DefValue), cell(usage))
+			var envs []string
+			for _, e := range env(f.Name) {
+				envs = append(envs, code(e))
+			}
+			if len(envs) == 0 {
+				envs = []string{code("")}
+			}
+			fmt.Fprintf(&b, "| `--%s` | %s | %s | %s |\n", f.Name, strings.Join(envs, ", "), code(f.DefValue), cell(usage))
 		}
 	}
 	return b.String()

@@ -2,13 +2,17 @@ package controller
 
 import (
 	"errors"
-	"fmt"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
+	"github.com/moduleops/module-controller/pkg/fieldcheck"
+	"github.com/moduleops/module-controller/pkg/protocol"
+	"github.com/moduleops/module-controller/provider"
 	"github.com/moduleops/module-controller/tunnel"
 )
 
@@ -24,10 +28,10 @@ const (
 	DefaultNodeStatusInterval = 5 * time.Minute
 	DefaultMaxPods            = 110
 	DefaultArch               = "amd64"
-	DefaultCommandTimeout     = 10 * time.Second
+	DefaultCommandTimeout     = provider.DefaultCommandTimeout
 	DefaultPodWorkers         = 16
 	DefaultQueryInterval      = 15 * time.Second
-	DefaultInstallTimeout     = 30 * time.Second
+	DefaultInstallTimeout     = provider.DefaultInstallTimeout
 	DefaultMaxBases           = 10000
 	DefaultMaxClockSkew       = 10 * time.Second
 	DefaultBaseMessageRate    = 20
@@ -118,42 +122,34 @@ type Config struct {
 	Clock clock.WithTicker
 }
 
+// DefaultConfig returns the defaults of every setting of Config; the
+// command line's flags default to them.
+func DefaultConfig() Config {
+	return Config{
+		Env:                protocol.DefaultEnv,
+		MaxPods:            DefaultMaxPods,
+		Arch:               DefaultArch,
+		UnreachableAfter:   DefaultUnreachableAfter,
+		RemoveAfter:        DefaultRemoveAfter,
+		HealthInterval:     DefaultHealthInterval,
+		CheckInterval:      DefaultCheckInterval,
+		NodeLeaseDuration:  DefaultNodeLeaseDuration,
+		LeaseRenewInterval: DefaultLeaseRenewInterval,
+		NodeStatusInterval: DefaultNodeStatusInterval,
+		CommandTimeout:     DefaultCommandTimeout,
+		QueryInterval:      DefaultQueryInterval,
+		InstallTimeout:     DefaultInstallTimeout,
+		PodWorkers:         DefaultPodWorkers,
+		MaxBases:           DefaultMaxBases,
+		MaxClockSkew:       DefaultMaxClockSkew,
+		BaseMessageRate:    DefaultBaseMessageRate,
+		BaseMessageBurst:   DefaultBaseMessageBurst,
+	}
+}
+
 // withDefaults returns c with every zero setting replaced by its default.
 func (c Config) withDefaults() Config {
-	setDuration := func(d *time.Duration, def time.Duration) {
-		if *d == 0 {
-			*d = def
-		}
-	}
-	setDuration(&c.UnreachableAfter, DefaultUnreachableAfter)
-	setDuration(&c.RemoveAfter, DefaultRemoveAfter)
-	setDuration(&c.HealthInterval, DefaultHealthInterval)
-	setDuration(&c.CheckInterval, DefaultCheckInterval)
-	setDuration(&c.NodeLeaseDuration, DefaultNodeLeaseDuration)
-	setDuration(&c.LeaseRenewInterval, DefaultLeaseRenewInterval)
-	setDuration(&c.NodeStatusInterval, DefaultNodeStatusInterval)
-	setDuration(&c.CommandTimeout, DefaultCommandTimeout)
-	setDuration(&c.QueryInterval, DefaultQueryInterval)
-	setDuration(&c.InstallTimeout, DefaultInstallTimeout)
-	if c.MaxPods == 0 {
-		c.MaxPods = DefaultMaxPods
-	}
-	if c.Arch == "" {
-		c.Arch = DefaultArch
-	}
-	setDuration(&c.MaxClockSkew, DefaultMaxClockSkew)
-	if c.MaxBases == 0 {
-		c.MaxBases = DefaultMaxBases
-	}
-	if c.BaseMessageRate == 0 {
-		c.BaseMessageRate = DefaultBaseMessageRate
-	}
-	if c.BaseMessageBurst == 0 {
-		c.BaseMessageBurst = DefaultBaseMessageBurst
-	}
-	if c.PodWorkers == 0 {
-		c.PodWorkers = DefaultPodWorkers
-	}
+	fieldcheck.FillZero(&c, DefaultConfig())
 	if c.Ownership == nil {
 		c.Ownership = AllBases{}
 	}
@@ -161,6 +157,62 @@ func (c Config) withDefaults() Config {
 		c.Clock = clock.RealClock{}
 	}
 	return c
+}
+
+// Validate reports every problem of the settings in c, each a
+// fieldcheck.Error naming its field. New checks the defaulted Config, and
+// also that Client and Tunnel are set.
+func (c Config) Validate() error {
+	errs := fieldcheck.Positive(
+		fieldcheck.Duration{Field: "UnreachableAfter", Value: c.UnreachableAfter},
+		fieldcheck.Duration{Field: "RemoveAfter", Value: c.RemoveAfter},
+		fieldcheck.Duration{Field: "HealthInterval", Value: c.HealthInterval},
+		fieldcheck.Duration{Field: "CheckInterval", Value: c.CheckInterval},
+		fieldcheck.Duration{Field: "NodeLeaseDuration", Value: c.NodeLeaseDuration},
+		fieldcheck.Duration{Field: "LeaseRenewInterval", Value: c.LeaseRenewInterval},
+		fieldcheck.Duration{Field: "NodeStatusInterval", Value: c.NodeStatusInterval},
+		fieldcheck.Duration{Field: "CommandTimeout", Value: c.CommandTimeout},
+		fieldcheck.Duration{Field: "QueryInterval", Value: c.QueryInterval},
+		fieldcheck.Duration{Field: "InstallTimeout", Value: c.InstallTimeout},
+	)
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fieldcheck.Errorf(field, format, args...))
+	}
+	if err := protocol.ValidateEnv(c.Env); err != nil {
+		add("Env", "%v", err)
+	}
+	if c.UnreachableAfter >= c.RemoveAfter {
+		add("UnreachableAfter", "%s must be shorter than {RemoveAfter} %s", c.UnreachableAfter, c.RemoveAfter)
+	}
+	if c.LeaseRenewInterval >= c.NodeLeaseDuration {
+		add("LeaseRenewInterval", "%s must be shorter than {NodeLeaseDuration} %s", c.LeaseRenewInterval, c.NodeLeaseDuration)
+	}
+	if c.NodeLeaseDuration%time.Second != 0 {
+		add("NodeLeaseDuration", "%s must be whole seconds", c.NodeLeaseDuration)
+	}
+	if c.MaxPods < 1 {
+		add("MaxPods", "%d must be positive", c.MaxPods)
+	}
+	if c.PodWorkers < 1 {
+		add("PodWorkers", "%d must be positive", c.PodWorkers)
+	}
+	if c.MaxBases < 1 {
+		add("MaxBases", "%d must be positive", c.MaxBases)
+	}
+	if c.BaseMessageRate <= 0 {
+		add("BaseMessageRate", "%g must be positive", c.BaseMessageRate)
+	}
+	if c.BaseMessageBurst < 1 {
+		add("BaseMessageBurst", "%d must be positive", c.BaseMessageBurst)
+	}
+	if c.MaxClockSkew < 0 {
+		add("MaxClockSkew", "%s must not be negative", c.MaxClockSkew)
+	}
+	// An IP or a DNS name: the API server dials it with the kubelet port.
+	if a := c.KubeletAddress; a != "" && net.ParseIP(a) == nil && strings.ContainsAny(a, ":/ ") {
+		add("KubeletAddress", "%q must be an IP or a DNS name, without port or scheme", a)
+	}
+	return errors.Join(errs...)
 }
 
 // validate lists every problem of a defaulted configuration.
@@ -172,23 +224,5 @@ func (c Config) validate() error {
 	if c.Tunnel == nil {
 		errs = append(errs, errors.New("controller needs a tunnel"))
 	}
-	if c.Env == "" {
-		errs = append(errs, errors.New("controller needs an env"))
-	}
-	if c.UnreachableAfter >= c.RemoveAfter {
-		errs = append(errs, fmt.Errorf("unreachable-after %s must be shorter than remove-after %s", c.UnreachableAfter, c.RemoveAfter))
-	}
-	if c.LeaseRenewInterval >= c.NodeLeaseDuration {
-		errs = append(errs, fmt.Errorf("lease renew interval %s must be shorter than the lease duration %s", c.LeaseRenewInterval, c.NodeLeaseDuration))
-	}
-	if c.MaxBases < 1 {
-		errs = append(errs, fmt.Errorf("max bases %d must be positive", c.MaxBases))
-	}
-	if c.BaseMessageRate < 0 || c.BaseMessageBurst < 1 {
-		errs = append(errs, fmt.Errorf("base message rate %g must not be negative and burst %d must be positive", c.BaseMessageRate, c.BaseMessageBurst))
-	}
-	if c.MaxPods < 1 {
-		errs = append(errs, fmt.Errorf("max pods %d must be positive", c.MaxPods))
-	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, c.Validate())...)
 }

@@ -18,6 +18,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/moduleops/module-controller/pkg/api"
+	"github.com/moduleops/module-controller/pkg/fieldcheck"
 	"github.com/moduleops/module-controller/pkg/protocol"
 	"github.com/moduleops/module-controller/tunnel"
 	"github.com/moduleops/module-controller/tunnel/tunneltest"
@@ -379,8 +380,12 @@ func TestConfigValidation(t *testing.T) {
 	_, err := New(Config{UnreachableAfter: time.Minute, RemoveAfter: time.Second})
 	require.ErrorContains(t, err, "Kubernetes client")
 	require.ErrorContains(t, err, "tunnel")
-	require.ErrorContains(t, err, "env")
-	require.ErrorContains(t, err, "unreachable-after")
+	_, envErr := New(Config{Env: "a/b"})
+	require.ErrorContains(t, envErr, "Env invalid env")
+	require.ErrorContains(t, err, "UnreachableAfter 1m0s must be shorter than RemoveAfter 1s")
+	var fe *fieldcheck.Error
+	require.ErrorAs(t, err, &fe, "each problem names its field, for the command line to name its flag")
+	require.NoError(t, DefaultConfig().Validate(), "the defaults are valid")
 }
 
 func TestKubeletEndpointAndPodsWithIP(t *testing.T) {

@@ -32,7 +32,7 @@ func ValidateBaseID(id string) error {
 	}
 	for part := range strings.SplitSeq(id, ".") {
 		if detail := checkLabel(part); detail != "" {
-			return fmt.Errorf("%w %q: %s", ErrInvalidBaseID, id, detail)
+			return fmt.Errorf("%w %q: %s, in parts separated by '.'", ErrInvalidBaseID, id, detail)
 		}
 	}
 	return nil
@@ -49,7 +49,7 @@ func checkLabel(s string) string {
 		case 'A' <= r && r <= 'Z':
 			return "must be lower case"
 		default:
-			return fmt.Sprintf("character %q not allowed (want a-z, 0-9, '-', '.')", r)
+			return fmt.Sprintf("character %q not allowed (want a-z, 0-9 and '-')", r)
 		}
 	}
 	if s[0] == '-' || s[len(s)-1] == '-' {

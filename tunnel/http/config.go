@@ -2,11 +2,12 @@ package httptunnel
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moduleops/module-controller/pkg/fieldcheck"
 )
 
 // Defaults applied by New to zero fields of Config.
@@ -111,82 +112,69 @@ type Config struct {
 
 // withDefaults returns c with every zero field defaulted.
 func (c Config) withDefaults() Config {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	if c.ListenAddress == "" {
-		c.ListenAddress = DefaultListenAddress
-	}
-	def(&c.InstallTimeout, DefaultInstallTimeout)
-	def(&c.QueryTimeout, DefaultQueryTimeout)
-	def(&c.BaseTTL, DefaultBaseTTL)
-	def(&c.BaselineWait, DefaultBaselineWait)
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = DefaultMaxInFlight
-	}
-	if c.MaxRequestBytes == 0 {
-		c.MaxRequestBytes = DefaultMaxRequestBytes
-	}
-	if c.MaxResponseBytes == 0 {
-		c.MaxResponseBytes = DefaultMaxResponseBytes
-	}
-	if c.ClientRate == 0 {
-		c.ClientRate = DefaultClientRate
-	}
-	if c.ClientBurst == 0 {
-		c.ClientBurst = DefaultClientBurst
-	}
-	if c.MaxBases == 0 {
-		c.MaxBases = DefaultMaxBases
-	}
-	if c.EventBuffer == 0 {
-		c.EventBuffer = DefaultEventBuffer
-	}
+	fieldcheck.FillZero(&c, DefaultConfig())
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	return c
 }
 
-// Validate reports every problem with c, after defaults, joined into one error. It does
-// not read the TLS files; New does.
+// DefaultConfig returns the defaults of the settings of Config; the command
+// line's flags default to them.
+func DefaultConfig() Config {
+	return Config{
+		ListenAddress:    DefaultListenAddress,
+		InstallTimeout:   DefaultInstallTimeout,
+		QueryTimeout:     DefaultQueryTimeout,
+		MaxInFlight:      DefaultMaxInFlight,
+		MaxRequestBytes:  DefaultMaxRequestBytes,
+		MaxResponseBytes: DefaultMaxResponseBytes,
+		ClientRate:       DefaultClientRate,
+		ClientBurst:      DefaultClientBurst,
+		MaxBases:         DefaultMaxBases,
+		BaseTTL:          DefaultBaseTTL,
+		EventBuffer:      DefaultEventBuffer,
+		BaselineWait:     DefaultBaselineWait,
+	}
+}
+
+// Validate reports every problem with c, joined into one error; each is a
+// fieldcheck.Error naming its field. New validates c after defaults. It checks that the
+// TLS files exist; New reads them.
 func (c Config) Validate() error {
-	c = c.withDefaults()
 	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fieldcheck.Errorf(field, format, args...))
+	}
 	if _, _, err := net.SplitHostPort(c.ListenAddress); err != nil {
-		add("listen address %q: %w", c.ListenAddress, err)
+		add("ListenAddress", "%q: %v", c.ListenAddress, err)
 	}
-	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		add("tls: server certificate and key must be set together")
-	}
-	if c.ClientCAFile != "" && c.TLSCertFile == "" {
-		add("tls: a client CA needs a server certificate")
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"install timeout", c.InstallTimeout}, {"query timeout", c.QueryTimeout},
-		{"base ttl", c.BaseTTL}, {"baseline wait", c.BaselineWait},
+	errs = append(errs, fieldcheck.TLSFiles(
+		fieldcheck.File{Field: "TLSCertFile", Path: c.TLSCertFile},
+		fieldcheck.File{Field: "TLSKeyFile", Path: c.TLSKeyFile},
+		fieldcheck.File{Field: "ClientCAFile", Path: c.ClientCAFile}, true)...)
+	for _, d := range []fieldcheck.Duration{
+		{Field: "InstallTimeout", Value: c.InstallTimeout}, {Field: "QueryTimeout", Value: c.QueryTimeout},
+		{Field: "BaseTTL", Value: c.BaseTTL}, {Field: "BaselineWait", Value: c.BaselineWait},
 	} {
-		if d.v < 0 {
-			add("%s %s must not be negative", d.name, d.v)
+		if d.Value <= 0 {
+			add(d.Field, "%s must be positive", d.Value)
 		}
 	}
 	if c.MaxInFlight < 1 {
-		add("max in flight %d must be positive", c.MaxInFlight)
+		add("MaxInFlight", "%d must be positive", c.MaxInFlight)
 	}
 	if c.MaxRequestBytes < 1 || c.MaxResponseBytes < 1 {
-		add("max request bytes %d and max response bytes %d must be positive", c.MaxRequestBytes, c.MaxResponseBytes)
+		add("MaxRequestBytes", "%d and {MaxResponseBytes} %d must be positive", c.MaxRequestBytes, c.MaxResponseBytes)
 	}
-	if c.ClientRate < 0 || c.ClientBurst < 1 {
-		add("client rate %g must not be negative and client burst %d must be positive", c.ClientRate, c.ClientBurst)
+	if c.ClientRate <= 0 || c.ClientBurst < 1 {
+		add("ClientRate", "%g and {ClientBurst} %d must be positive", c.ClientRate, c.ClientBurst)
 	}
-	if c.MaxBases < 1 || c.EventBuffer < 0 {
-		add("max bases %d must be positive and event buffer %d not negative", c.MaxBases, c.EventBuffer)
+	if c.MaxBases < 1 {
+		add("MaxBases", "%d must be positive", c.MaxBases)
+	}
+	if c.EventBuffer < 1 {
+		add("EventBuffer", "%d must be positive", c.EventBuffer)
 	}
 	return errors.Join(errs...)
 }

@@ -428,11 +428,13 @@ func TestCommandsAfterStop(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	require.NoError(t, Config{}.Validate())
-	err := Config{ListenAddress: "nope", TLSKeyFile: "k", ClientCAFile: "ca", MaxInFlight: -1, InstallTimeout: -time.Second}.Validate()
-	require.ErrorContains(t, err, "listen address")
-	require.ErrorContains(t, err, "set together")
-	require.ErrorContains(t, err, "client CA")
-	require.ErrorContains(t, err, "max in flight")
-	require.ErrorContains(t, err, "install timeout")
+	require.NoError(t, Config{}.withDefaults().Validate())
+	require.NoError(t, DefaultConfig().Validate())
+	err := Config{ListenAddress: "nope", TLSKeyFile: "k", ClientCAFile: "ca", MaxInFlight: -1, InstallTimeout: -time.Second}.withDefaults().Validate()
+	require.ErrorContains(t, err, `ListenAddress "nope"`)
+	require.ErrorContains(t, err, "TLSCertFile and TLSKeyFile go together")
+	require.ErrorContains(t, err, "ClientCAFile needs TLS: set TLSCertFile")
+	require.ErrorContains(t, err, "ClientCAFile ca: no such file")
+	require.ErrorContains(t, err, "MaxInFlight -1 must be positive")
+	require.ErrorContains(t, err, "InstallTimeout -1s must be positive")
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/moduleops/module-controller/pkg/fieldcheck"
 	"github.com/moduleops/module-controller/pkg/protocol"
 )
 
@@ -131,33 +132,11 @@ func (c TLSConfig) enabled() bool {
 
 // withDefaults returns c with every zero field defaulted and Env normalized.
 func (c Config) withDefaults() Config {
-	if c.ClientIDPrefix == "" {
-		c.ClientIDPrefix = DefaultClientIDPrefix
-	}
-	if c.ClientID == "" {
-		c.ClientID = strings.ToLower(rand.Text())
-	}
-	if c.Env == "" {
-		c.Env = protocol.DefaultEnv
-	}
+	fieldcheck.FillZero(&c, DefaultConfig())
+	fieldcheck.Default(&c.ClientID, strings.ToLower(rand.Text()))
 	c.Env = protocol.NormalizeEnv(c.Env)
-	if c.MaxMessageAge == 0 {
-		c.MaxMessageAge = DefaultMaxMessageAge
-	}
 	if c.Now == nil {
 		c.Now = time.Now
-	}
-	if c.KeepAlive == 0 {
-		c.KeepAlive = DefaultKeepAlive
-	}
-	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = DefaultConnectTimeout
-	}
-	if c.MaxReconnectInterval == 0 {
-		c.MaxReconnectInterval = DefaultMaxReconnectInterval
-	}
-	if c.EventBuffer == 0 {
-		c.EventBuffer = DefaultEventBuffer
 	}
 	caps := DefaultMaxMessageBytes()
 	for k, v := range c.MaxMessageBytes {
@@ -180,57 +159,72 @@ func DefaultMaxMessageBytes() map[string]int {
 	}
 }
 
-// Validate reports every problem with c, after defaults, joined into one error. It checks
-// the configuration only; New also reads the TLS files.
+// DefaultConfig returns the defaults of the settings of Config; the command
+// line's flags default to them. BrokerURL has none, and MaxMessageBytes
+// stays empty: every suffix not in it takes DefaultMaxMessageBytes.
+func DefaultConfig() Config {
+	return Config{
+		ClientIDPrefix:       DefaultClientIDPrefix,
+		Env:                  protocol.DefaultEnv,
+		MaxMessageAge:        DefaultMaxMessageAge,
+		KeepAlive:            DefaultKeepAlive,
+		ConnectTimeout:       DefaultConnectTimeout,
+		MaxReconnectInterval: DefaultMaxReconnectInterval,
+		EventBuffer:          DefaultEventBuffer,
+	}
+}
+
+// Validate reports every problem with c, joined into one error; each is a
+// fieldcheck.Error naming its field. New validates c after defaults. It checks that the
+// TLS files exist; New reads them.
 func (c Config) Validate() error {
-	c = c.withDefaults()
 	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fieldcheck.Errorf(field, format, args...))
+	}
 
 	secure, err := parseBrokerURL(c.BrokerURL)
 	if err != nil {
-		errs = append(errs, err)
+		add("BrokerURL", "%v", err)
 	}
 	if err == nil && !secure && c.TLS.enabled() {
-		add("broker url %q: TLS files are set but the scheme is not one of %v", c.BrokerURL, tlsSchemes)
+		add("BrokerURL", "%q is not TLS (want one of %v), but {TLS.CAFile} or a client certificate is set", c.BrokerURL, tlsSchemes)
 	}
-	if (c.TLS.ClientCertFile == "") != (c.TLS.ClientKeyFile == "") {
-		add("tls: client certificate and client key must be set together")
-	}
+	errs = append(errs, fieldcheck.TLSFiles(
+		fieldcheck.File{Field: "TLS.ClientCertFile", Path: c.TLS.ClientCertFile},
+		fieldcheck.File{Field: "TLS.ClientKeyFile", Path: c.TLS.ClientKeyFile},
+		fieldcheck.File{Field: "TLS.CAFile", Path: c.TLS.CAFile}, false)...)
 	if c.Password != "" && c.Username == "" {
-		add("password set without username")
+		add("Password", "set without {Username}")
 	}
 	if strings.Contains(c.ClientIDPrefix, clientIDSeparator) {
-		add("client id prefix %q must not contain %q", c.ClientIDPrefix, clientIDSeparator)
+		add("ClientIDPrefix", "%q must not contain %q", c.ClientIDPrefix, clientIDSeparator)
 	}
 	if err := protocol.ValidateEnv(c.Env); err != nil {
-		errs = append(errs, fmt.Errorf("env: %w", err))
+		add("Env", "%v", err)
 	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"max message age", c.MaxMessageAge},
-		{"keep-alive", c.KeepAlive},
-		{"connect timeout", c.ConnectTimeout},
-		{"max reconnect interval", c.MaxReconnectInterval},
+	for _, d := range []fieldcheck.Duration{
+		{Field: "MaxMessageAge", Value: c.MaxMessageAge},
+		{Field: "KeepAlive", Value: c.KeepAlive},
+		{Field: "ConnectTimeout", Value: c.ConnectTimeout},
+		{Field: "MaxReconnectInterval", Value: c.MaxReconnectInterval},
 	} {
-		if d.v < 0 {
-			add("%s %s must not be negative", d.name, d.v)
+		if d.Value <= 0 {
+			add(d.Field, "%s must be positive", d.Value)
 		}
 	}
 	if c.KeepAlive > 0 && c.KeepAlive < time.Second {
-		add("keep-alive %s is below the MQTT resolution of one second", c.KeepAlive)
+		add("KeepAlive", "%s is below the MQTT resolution of one second", c.KeepAlive)
 	}
-	if c.EventBuffer < 0 {
-		add("event buffer %d must not be negative", c.EventBuffer)
+	if c.EventBuffer < 1 {
+		add("EventBuffer", "%d must be positive", c.EventBuffer)
 	}
 	for _, suffix := range slices.Sorted(maps.Keys(c.MaxMessageBytes)) {
 		n := c.MaxMessageBytes[suffix]
 		if _, ok := handlers[suffix]; !ok {
-			add("max message bytes: %q is not a base topic suffix (want one of %v)", suffix, baseSuffixes())
+			add("MaxMessageBytes", "%q is not a base topic suffix (want one of %v)", suffix, baseSuffixes())
 		} else if n < 1 || n > protocol.MaxPayloadSize {
-			add("max message bytes of %s: %d is not in 1-%d", suffix, n, protocol.MaxPayloadSize)
+			add("MaxMessageBytes", "%s=%d is not in 1-%d", suffix, n, protocol.MaxPayloadSize)
 		}
 	}
 	return errors.Join(errs...)

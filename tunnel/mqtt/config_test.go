@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +16,13 @@ import (
 
 func TestConfigValidate(t *testing.T) {
 	valid := Config{BrokerURL: "tcp://broker.example:1883"}
+	dir := t.TempDir()
+	pem := func(name string) string {
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, nil, 0o600))
+		return path
+	}
+	ca, cert, key := pem("ca.pem"), pem("c.pem"), pem("k.pem")
 	cases := []struct {
 		name   string
 		mutate func(*Config)
@@ -24,7 +32,7 @@ func TestConfigValidate(t *testing.T) {
 		{"mqtt scheme", func(c *Config) { c.BrokerURL = "mqtt://10.0.0.1:1883" }, nil},
 		{"tls with files", func(c *Config) {
 			c.BrokerURL = "ssl://broker.example:8883"
-			c.TLS = TLSConfig{CAFile: "ca.pem", ClientCertFile: "c.pem", ClientKeyFile: "k.pem"}
+			c.TLS = TLSConfig{CAFile: ca, ClientCertFile: cert, ClientKeyFile: key}
 		}, nil},
 		{"tls with system roots", func(c *Config) { c.BrokerURL = "mqtts://broker.example:8883" }, nil},
 		{"upper-case env", func(c *Config) { c.Env = "DEV" }, nil},
@@ -34,34 +42,38 @@ func TestConfigValidate(t *testing.T) {
 		{"no host", func(c *Config) { c.BrokerURL = "tcp://:1883" }, []string{"want scheme://host:port"}},
 		{"path", func(c *Config) { c.BrokerURL = "tcp://broker.example:1883/x" }, []string{"without path"}},
 		{"credentials in url", func(c *Config) { c.BrokerURL = "tcp://u:hunter2@broker.example:1883" }, []string{"credentials belong"}},
-		{"tls files with tcp", func(c *Config) { c.TLS.CAFile = "ca.pem" }, []string{"TLS files are set"}},
+		{"tls files with tcp", func(c *Config) { c.TLS.CAFile = ca }, []string{"is not TLS"}},
+		{"missing tls file", func(c *Config) {
+			c.BrokerURL = "ssl://broker.example:8883"
+			c.TLS.CAFile = filepath.Join(dir, "missing.pem")
+		}, []string{"TLS.CAFile " + filepath.Join(dir, "missing.pem") + ": no such file"}},
 		{"cert without key", func(c *Config) {
 			c.BrokerURL = "ssl://broker.example:8883"
-			c.TLS.ClientCertFile = "c.pem"
-		}, []string{"set together"}},
-		{"password without user", func(c *Config) { c.Password = "p" }, []string{"password set without username"}},
+			c.TLS.ClientCertFile = cert
+		}, []string{"TLS.ClientCertFile and TLS.ClientKeyFile go together"}},
+		{"password without user", func(c *Config) { c.Password = "p" }, []string{"Password set without Username"}},
 		{"prefix with separator", func(c *Config) { c.ClientIDPrefix = "a@@@b" }, []string{"must not contain"}},
 		{"bad env", func(c *Config) { c.Env = "a/b" }, []string{"invalid env"}},
 		{"negative durations", func(c *Config) {
 			c.MaxMessageAge, c.KeepAlive, c.ConnectTimeout, c.MaxReconnectInterval = -1, -1, -1, -1
-		}, []string{"max message age", "keep-alive -1ns", "connect timeout", "max reconnect interval"}},
+		}, []string{"MaxMessageAge -1ns", "KeepAlive -1ns", "ConnectTimeout -1ns", "MaxReconnectInterval -1ns"}},
 		{"sub-second keep-alive", func(c *Config) { c.KeepAlive = time.Millisecond }, []string{"resolution"}},
-		{"negative buffer", func(c *Config) { c.EventBuffer = -1 }, []string{"event buffer"}},
+		{"negative buffer", func(c *Config) { c.EventBuffer = -1 }, []string{"EventBuffer -1 must be positive"}},
 		{"message caps", func(c *Config) {
 			c.MaxMessageBytes = map[string]int{protocol.SuffixHeartbeat: 4096, protocol.SuffixHealth: protocol.MaxPayloadSize}
 		}, nil},
 		{"bad message caps", func(c *Config) {
 			c.MaxMessageBytes = map[string]int{"base/nope": 1, protocol.SuffixHeartbeat: 0, protocol.SuffixHealth: protocol.MaxPayloadSize + 1}
-		}, []string{`"base/nope" is not a base topic suffix`, "of base/heart: 0", "of base/health: 1048577"}},
+		}, []string{`"base/nope" is not a base topic suffix`, "base/heart=0 is not", "base/health=1048577 is not"}},
 		{"everything wrong at once", func(c *Config) {
 			c.BrokerURL, c.Password, c.Env, c.EventBuffer = "", "p", "a b", -3
-		}, []string{"broker url is empty", "password", "invalid env", "event buffer"}},
+		}, []string{"broker url is empty", "Password", "invalid env", "EventBuffer"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid
 			tc.mutate(&c)
-			err := c.Validate()
+			err := c.withDefaults().Validate()
 			if len(tc.errs) == 0 {
 				require.NoError(t, err)
 				return
@@ -102,8 +114,9 @@ func TestConfigDefaults(t *testing.T) {
 
 func TestNewRejectsUnreadableTLSFiles(t *testing.T) {
 	ca := certtest.NewCA(t, "ca")
-	_, err := New(Config{BrokerURL: "ssl://127.0.0.1:8883", TLS: TLSConfig{CAFile: filepath.Join(t.TempDir(), "missing.pem")}})
-	require.ErrorContains(t, err, "tls ca file")
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	_, err := New(Config{BrokerURL: "ssl://127.0.0.1:8883", TLS: TLSConfig{CAFile: missing}})
+	require.ErrorContains(t, err, "TLS.CAFile "+missing+": no such file")
 	_, err = New(Config{BrokerURL: "ssl://127.0.0.1:8883", TLS: TLSConfig{CAFile: ca.CAFile, ClientCertFile: ca.CAFile, ClientKeyFile: ca.CAFile}})
 	require.ErrorContains(t, err, "tls client certificate")
 }

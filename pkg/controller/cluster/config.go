@@ -4,13 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
+
+	"github.com/moduleops/module-controller/pkg/fieldcheck"
 )
 
 // Defaults of Config. A replica's member Lease is written once per
@@ -24,6 +25,9 @@ const (
 	DefaultRetryPeriod   = 2 * time.Second
 	// DefaultForgetAfter is how long a base unheard of stays assigned.
 	DefaultForgetAfter = 10 * time.Minute
+	// DefaultNamespace is the namespace of the shipped manifests, which
+	// holds the Leases.
+	DefaultNamespace = "module-controller"
 	// DefaultReleaseTimeout bounds the release of every Lease on shutdown.
 	DefaultReleaseTimeout = 5 * time.Second
 )
@@ -84,16 +88,7 @@ type Config struct {
 
 // withDefaults returns c with every zero setting replaced by its default.
 func (c Config) withDefaults() Config {
-	set := func(d *time.Duration, def time.Duration) {
-		if *d == 0 {
-			*d = def
-		}
-	}
-	set(&c.LeaseDuration, DefaultLeaseDuration)
-	set(&c.RenewDeadline, DefaultRenewDeadline)
-	set(&c.RenewInterval, DefaultRenewInterval)
-	set(&c.RetryPeriod, DefaultRetryPeriod)
-	set(&c.ForgetAfter, DefaultForgetAfter)
+	fieldcheck.FillZero(&c, DefaultConfig())
 	if c.Clock == nil {
 		c.Clock = clock.RealClock{}
 	}
@@ -103,37 +98,60 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// DefaultConfig returns the defaults of the settings of Config; the command
+// line's flags default to them.
+func DefaultConfig() Config {
+	return Config{
+		Namespace:     DefaultNamespace,
+		LeaseDuration: DefaultLeaseDuration,
+		RenewDeadline: DefaultRenewDeadline,
+		RenewInterval: DefaultRenewInterval,
+		RetryPeriod:   DefaultRetryPeriod,
+		ForgetAfter:   DefaultForgetAfter,
+	}
+}
+
+// Validate reports every problem of the settings in c, each a
+// fieldcheck.Error naming its field.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fieldcheck.Errorf(field, format, args...))
+	}
+	if c.Namespace == "" {
+		add("Namespace", "is needed: it holds the Leases")
+	}
+	if c.Identity == "" {
+		add("Identity", "is needed: a unique name per replica, the holder of its Leases")
+	}
+	if c.Env == "" {
+		add("Env", "is needed")
+	}
+	if c.LeaseDuration%time.Second != 0 || c.LeaseDuration < time.Second {
+		add("LeaseDuration", "%s must be whole seconds", c.LeaseDuration)
+	}
+	if c.RenewDeadline >= c.LeaseDuration {
+		add("RenewDeadline", "%s must be shorter than {LeaseDuration} %s", c.RenewDeadline, c.LeaseDuration)
+	}
+	if c.RenewInterval >= c.RenewDeadline {
+		add("RenewInterval", "%s must be shorter than {RenewDeadline} %s", c.RenewInterval, c.RenewDeadline)
+	}
+	if c.RetryPeriod <= 0 || c.RetryPeriod > c.RenewInterval {
+		add("RetryPeriod", "%s must be positive and at most {RenewInterval} %s", c.RetryPeriod, c.RenewInterval)
+	}
+	if c.ForgetAfter <= c.LeaseDuration {
+		add("ForgetAfter", "%s must be longer than {LeaseDuration} %s", c.ForgetAfter, c.LeaseDuration)
+	}
+	return errors.Join(errs...)
+}
+
 // validate lists every problem of a defaulted configuration.
 func (c Config) validate() error {
 	var errs []error
 	if c.Client == nil {
 		errs = append(errs, errors.New("cluster ownership needs a Kubernetes client"))
 	}
-	if c.Namespace == "" {
-		errs = append(errs, errors.New("cluster ownership needs the controller's namespace"))
-	}
-	if c.Identity == "" {
-		errs = append(errs, errors.New("cluster ownership needs this replica's identity"))
-	}
-	if c.Env == "" {
-		errs = append(errs, errors.New("cluster ownership needs an env"))
-	}
-	if c.LeaseDuration%time.Second != 0 || c.LeaseDuration < time.Second {
-		errs = append(errs, fmt.Errorf("lease duration %s must be whole seconds", c.LeaseDuration))
-	}
-	if c.RenewDeadline >= c.LeaseDuration {
-		errs = append(errs, fmt.Errorf("renew deadline %s must be shorter than the lease duration %s", c.RenewDeadline, c.LeaseDuration))
-	}
-	if c.RenewInterval >= c.RenewDeadline {
-		errs = append(errs, fmt.Errorf("renew interval %s must be shorter than the renew deadline %s", c.RenewInterval, c.RenewDeadline))
-	}
-	if c.RetryPeriod <= 0 || c.RetryPeriod > c.RenewInterval {
-		errs = append(errs, fmt.Errorf("retry period %s must be positive and at most the renew interval %s", c.RetryPeriod, c.RenewInterval))
-	}
-	if c.ForgetAfter <= c.LeaseDuration {
-		errs = append(errs, fmt.Errorf("forget-after %s must be longer than the lease duration %s", c.ForgetAfter, c.LeaseDuration))
-	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, c.Validate())...)
 }
 
 // LeaseName returns prefix+s if that is a valid object name, else prefix

@@ -15,6 +15,8 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/log"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/moduleops/module-controller/pkg/fieldcheck"
 )
 
 // Defaults and bounds of the server.
@@ -81,23 +83,38 @@ type Server struct {
 	metrics  *metrics
 }
 
+// Validate reports every problem of the settings in c, each a
+// fieldcheck.Error naming its field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Env == "" {
+		errs = append(errs, fieldcheck.Errorf("Env", "is needed"))
+	}
+	if _, _, err := net.SplitHostPort(c.ListenAddress); err != nil {
+		errs = append(errs, fieldcheck.Errorf("ListenAddress", "%q: %v", c.ListenAddress, err))
+	}
+	// Without a certificate a self-signed one is made; the client CA
+	// works with either.
+	errs = append(errs, fieldcheck.TLSFiles(
+		fieldcheck.File{Field: "CertFile", Path: c.CertFile}, fieldcheck.File{Field: "KeyFile", Path: c.KeyFile},
+		fieldcheck.File{Field: "ClientCAFile", Path: c.ClientCAFile}, false)...)
+	if c.MaxStreams < 0 {
+		errs = append(errs, fieldcheck.Errorf("MaxStreams", "%d must not be negative", c.MaxStreams))
+	}
+	return errors.Join(errs...)
+}
+
 // New checks cfg, loads or makes the certificates and binds the listener.
 // Nothing is served until Run.
 func New(cfg Config) (*Server, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("kubelet API needs a Kubernetes client")
 	}
-	if cfg.Env == "" {
-		return nil, errors.New("kubelet API needs an env")
-	}
-	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
-		return nil, errors.New("kubelet API: the serving certificate and key go together")
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("kubelet API: %w", err)
 	}
 	if cfg.MaxStreams == 0 {
 		cfg.MaxStreams = DefaultMaxStreams
-	}
-	if cfg.MaxStreams < 0 {
-		return nil, fmt.Errorf("kubelet API: max streams %d must be positive", cfg.MaxStreams)
 	}
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.CertFile != "" {
