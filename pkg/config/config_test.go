@@ -13,6 +13,7 @@ import (
 	"github.com/moduleops/module-controller/pkg/controller"
 	"github.com/moduleops/module-controller/pkg/controller/cluster"
 	httptunnel "github.com/moduleops/module-controller/tunnel/http"
+	"github.com/moduleops/module-controller/tunnel/mqtt"
 )
 
 func parse(t *testing.T, args []string, env map[string]string) *Options {
@@ -259,4 +260,13 @@ func TestEveryProblemNamesItsFlag(t *testing.T) {
 			require.NotRegexp(t, `\b[A-Z][a-z]+[A-Z][A-Za-z]*\b`, line, "a Go field name leaked: args %v", args)
 		}
 	}
+}
+
+func TestMQTTKeepAlive(t *testing.T) {
+	require.Equal(t, mqtt.DefaultKeepAlive, parse(t, nil, nil).MQTT.KeepAlive, "the flag defaults to the tunnel's default")
+	o := parse(t, nil, map[string]string{"MQTT_KEEP_ALIVE": "10s"})
+	require.NoError(t, o.Validate())
+	require.Equal(t, 10*time.Second, o.MQTT.KeepAlive)
+	require.ErrorContains(t, parse(t, []string{"--mqtt-keep-alive=500ms"}, nil).Validate(),
+		"--mqtt-keep-alive 500ms is below the MQTT resolution of one second [$MQTT_KEEP_ALIVE]")
 }

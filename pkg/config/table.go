@@ -51,6 +51,8 @@ func (o *Options) table() []group {
 			{flag: "mqtt-max-message-bytes", env: "MQTT_MAX_MESSAGE_BYTES", ptr: &o.MQTT.MaxMessageBytes,
 				usage: "drop base payloads over this many bytes before decoding, by topic suffix, e.g. base/heart=16384; suffixes not given keep their default: " +
 					caps(mqtt.DefaultMaxMessageBytes())},
+			{flag: "mqtt-keep-alive", env: "MQTT_KEEP_ALIVE", ptr: &o.MQTT.KeepAlive,
+				usage: "MQTT keep-alive interval: a dead broker connection (e.g. a half-open TCP link) is noticed within about 1.5 times this, which starts tunnel disruption mode and, in cluster mode, the handover of a cut-off replica's bases"},
 			{flag: "command-timeout", env: "COMMAND_TIMEOUT", ptr: &o.Controller.CommandTimeout,
 				usage: "give up publishing one command to a base after this long"},
 		}},
