@@ -238,7 +238,6 @@ func (o *Options) Validate() error {
 	return errors.Join(dedupe(errs)...)
 }
 
-
 // validateProcess checks the settings of the process and the rules that
 // tie components together.
 func (o *Options) validateProcess() error {
