@@ -355,8 +355,13 @@ func TestCloseEndsSessionsThatNeverConnected(t *testing.T) {
 	silent, err := net.Dial("tcp", b.Addr())
 	require.NoError(t, err)
 	defer func() { _ = silent.Close() }()
-	// The broker reads from it: its session has started.
-	time.Sleep(100 * time.Millisecond)
+	// Its session has started once the gate holds it alone (the probes'
+	// sessions end when they are closed).
+	require.Eventually(t, func() bool {
+		b.gate.mu.Lock()
+		defer b.gate.mu.Unlock()
+		return len(b.gate.conns) == 1
+	}, 5*time.Second, 10*time.Millisecond)
 
 	closed := make(chan struct{})
 	go func() { b.Close(); close(closed) }()

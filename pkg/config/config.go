@@ -134,11 +134,12 @@ func (o *Options) ApplyEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)
 				continue
 			}
 			for _, name := range s.envs() {
+				// Values are taken as they are: a password may end in a space.
 				v, ok := lookup(name)
-				if !ok || strings.TrimSpace(v) == "" {
+				if !ok || v == "" {
 					continue
 				}
-				if err := f.Value.Set(strings.TrimSpace(v)); err != nil {
+				if err := f.Value.Set(v); err != nil {
 					o.envErrors = append(o.envErrors, fmt.Errorf("$%s=%q: %w", name, v, err))
 				}
 				break

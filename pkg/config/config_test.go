@@ -270,3 +270,10 @@ func TestMQTTKeepAlive(t *testing.T) {
 	require.ErrorContains(t, parse(t, []string{"--mqtt-keep-alive=500ms"}, nil).Validate(),
 		"--mqtt-keep-alive 500ms is below the MQTT resolution of one second [$MQTT_KEEP_ALIVE]")
 }
+
+func TestEnvironmentValuesAreTakenAsTheyAre(t *testing.T) {
+	o := parse(t, nil, map[string]string{"MQTT_PASSWORD": " secret ", "MQTT_USERNAME": "", "CLIENT_ID": "", "POD_NAME": "pod-a"})
+	require.Equal(t, " secret ", o.MQTT.Password, "a password keeps its spaces")
+	require.Empty(t, o.MQTT.Username, "an empty variable counts as unset")
+	require.Equal(t, "pod-a", o.MQTT.ClientID, "an empty CLIENT_ID falls back to POD_NAME")
+}
