@@ -70,8 +70,10 @@ func TestDeployManifestsRBAC(t *testing.T) {
 		"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 		"ClusterRole", "RoleBinding", // peer replica sync's scale, in namespace default
 		"Role", "RoleBinding", // cluster mode's Leases, in the controller's namespace
-		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Deployment", "Service", "Service", "NetworkPolicy",
-	}, got, "deploy/ renders exactly the controller's objects (no samples)")
+		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Deployment", "Service", "NetworkPolicy",
+		"PodDisruptionBudget",                                 // the controller's replicas
+		"ConfigMap", "Deployment", "Service", "NetworkPolicy", // the in-cluster Mosquitto
+	}, got, "deploy/ renders exactly the controller's objects and its broker (no samples)")
 
 	// A server-side dry run cannot create the namespace the other objects go
 	// into, so it must exist first (docs/operations.md says so too).
@@ -82,12 +84,15 @@ func TestDeployManifestsRBAC(t *testing.T) {
 	require.NoError(t, err, out)
 	t.Logf("kubectl apply -k deploy/ --dry-run=server (%s):\n%s", time.Since(start).Round(time.Millisecond), out)
 	require.Contains(t, out, "deployment.apps/module-controller created (server dry run)")
-	require.NotContains(t, out, "Warning", "no warning, e.g. from the restricted Pod Security level")
-	out, err = kubectl(t, c.Kubeconfig, "apply", "-k", "deploy/mosquitto/", "--dry-run=server")
-	require.NoError(t, err, out)
 	require.Contains(t, out, "deployment.apps/mosquitto created (server dry run)")
 	require.NotContains(t, out, "Warning", "no warning, e.g. from the restricted Pod Security level")
-	require.NotContains(t, out, "service/module-controller-mqtt", "the overlay drops the embedded broker's Service")
+	require.NotContains(t, out, "service/module-controller-mqtt", "the cluster install has no embedded broker's Service")
+	// The single-replica install with the embedded broker.
+	out, err = kubectl(t, c.Kubeconfig, "apply", "-k", "deploy/base/", "--dry-run=server")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "service/module-controller-mqtt created (server dry run)")
+	require.NotContains(t, out, "deployment.apps/mosquitto", "deploy/base runs no broker besides the embedded one")
+	require.NotContains(t, out, "Warning", "no warning, e.g. from the restricted Pod Security level")
 
 	// The identity, for real: ServiceAccount, RBAC and the
 	// admission policy (not the Deployment: there is no kubelet to run it).

@@ -561,7 +561,7 @@ func (c *Cluster) StartComponent(ctx context.Context, name string) error {
 	if !old.exited() {
 		return fmt.Errorf("%s (pid %d) is still running", name, old.pid())
 	}
-	p, err := startProcess(old.name, old.bin, old.args, old.logPath)
+	p, err := startProcessEnv(old.name, old.bin, old.args, old.env, old.logPath)
 	if err != nil {
 		return err
 	}

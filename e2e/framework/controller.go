@@ -33,6 +33,9 @@ type ControllerOptions struct {
 	// machine. With BrokerURL empty it is the only transport
 	// (--mqtt-tunnel=false: no broker at all).
 	HTTPTunnel bool
+	// Environ are environment variables (NAME=value) added to the
+	// controller's; its flags, set from the fields above, override them.
+	Environ []string
 }
 
 // Controller is a running module-controller binary.
@@ -138,7 +141,7 @@ func (c *Controller) start(ctx context.Context) error {
 	}
 	args = append(args, c.opts.Args...)
 	c.starts++
-	p, err := startProcess("module-controller", c.bin, args, filepath.Join(c.dir, "module-controller-"+strconv.Itoa(c.starts)+".log"))
+	p, err := startProcessEnv("module-controller", c.bin, args, c.opts.Environ, filepath.Join(c.dir, "module-controller-"+strconv.Itoa(c.starts)+".log"))
 	if err != nil {
 		return err
 	}
