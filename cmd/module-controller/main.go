@@ -124,6 +124,8 @@ func run(ctx context.Context, opts config.Options) error {
 	restConfig.QPS = float32(opts.KubeAPIQPS)
 	restConfig.Burst = opts.KubeAPIBurst
 	restConfig.UserAgent = "module-controller/" + version.Version
+	// One limit for every client below: they share the connection.
+	restConfig.Wrap(controller.NewAPIRequestLimit(opts.KubeAPIMaxInFlight).Wrap)
 	client, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
 		return fmt.Errorf("creating the Kubernetes client: %w", err)

@@ -66,6 +66,8 @@ type Options struct {
 	// KubeAPIQPS and KubeAPIBurst limit the API client.
 	KubeAPIQPS   float64
 	KubeAPIBurst int
+	// KubeAPIMaxInFlight bounds the API requests open at once, watches aside.
+	KubeAPIMaxInFlight int
 
 	// KubeletPort serves the kubelet API; 0 turns it off. KubeletBindAddress
 	// is the host it listens on (empty: every interface).
@@ -102,13 +104,17 @@ func NewOptions() *Options {
 		// serves: at 200 QPS, 100 pods created at once took 2.7 s to all run,
 		// at 1000 QPS under 1 s (TestHundredBasesAndPods); the API server's
 		// priority and fairness still protects other clients.
-		KubeAPIQPS:     1000,
-		KubeAPIBurst:   2000,
-		KubeletPort:    10250, // a kubelet's own
-		MetricsAddress: ":9090",
-		HealthAddress:  ":8081",
-		LogLevel:       "info",
-		LogFormat:      "text",
+		KubeAPIQPS:   1000,
+		KubeAPIBurst: 2000,
+		// Under the API server's 100 concurrent HTTP/2 streams per
+		// connection, so that every request shares one TLS connection
+		// (controller.APIRequestLimit).
+		KubeAPIMaxInFlight: 80,
+		KubeletPort:        10250, // a kubelet's own
+		MetricsAddress:     ":9090",
+		HealthAddress:      ":8081",
+		LogLevel:           "info",
+		LogFormat:          "text",
 	}
 }
 
@@ -286,6 +292,9 @@ func (o *Options) validateProcess() error {
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
 		add("KubeAPIQPS", "%v and {KubeAPIBurst} %d must be positive", o.KubeAPIQPS, o.KubeAPIBurst)
+	}
+	if o.KubeAPIMaxInFlight < 1 {
+		add("KubeAPIMaxInFlight", "%d must be positive", o.KubeAPIMaxInFlight)
 	}
 	if o.KubeletPort < 0 || o.KubeletPort > 65535 {
 		add("KubeletPort", "%d is not a port (0 turns the kubelet API off)", o.KubeletPort)

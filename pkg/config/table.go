@@ -95,6 +95,8 @@ func (o *Options) table() []group {
 				usage: "kubeconfig file (or several, joined like $PATH); empty uses ~/.kube/config, then the in-cluster config"},
 			{flag: "kube-api-qps", env: "KUBE_API_QPS", ptr: &o.KubeAPIQPS, usage: "queries per second to the Kubernetes API"},
 			{flag: "kube-api-burst", env: "KUBE_API_BURST", ptr: &o.KubeAPIBurst, usage: "burst of queries to the Kubernetes API"},
+			{flag: "kube-api-max-in-flight", env: "KUBE_API_MAX_IN_FLIGHT", ptr: &o.KubeAPIMaxInFlight,
+				usage: "Kubernetes API requests open at once, watches aside; above the API server's HTTP/2 streams per connection (100 by default) each further request opens a new TLS connection"},
 		}},
 		{"Cluster mode (several replicas)", []setting{
 			{flag: "cluster-mode", env: "CLUSTER_MODE", ptr: &o.ClusterMode,
